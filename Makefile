@@ -1,0 +1,32 @@
+# Every target installs what it needs into .venv first, so each works on a fresh machine.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: lab test bench install clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch first, pinned to the CPU wheel this machine carries: a bare "torch" would pull a CUDA build.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[torch,lab,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=example-notebooks $(ROOT_FLAG)
+
+bench: install
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

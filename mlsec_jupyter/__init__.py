@@ -1,0 +1,61 @@
+"""mlsec-jupyter: ML security checks that run by themselves in Jupyter.
+
+In a notebook::
+
+    %load_ext mlsec_jupyter
+
+In plain Python::
+
+    import mlsec_jupyter as mj
+    card = mj.scan_data(X, y)
+    findings = mj.run_check("data.duplicates", X=X, y=y)
+
+Importing this package is cheap: numpy is the only heavy import, and only when a name is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Finding", "RiskCard", "Severity", "scan_data", "scan_model", "run_check",
+    "load_ipython_extension", "unload_ipython_extension", "__version__",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import run_check, scan_data, scan_model
+    from .findings import Finding, RiskCard, Severity
+
+_LAZY = {
+    "Finding": "findings", "RiskCard": "findings", "Severity": "findings",
+    "scan_data": "api", "scan_model": "api", "run_check": "api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlsec_jupyter' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext mlsec_jupyter``: start watching cells in this IPython session."""
+    from .extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext mlsec_jupyter``: stop watching and remove everything the extension added."""
+    from .extension import unload
+
+    unload(ipython)

@@ -1,0 +1,60 @@
+"""The public Python API: the same checks as the notebook extension, in plain Python.
+
+Checks run in the calling thread, one after the other, each within its time budget; a failing
+check becomes a line on the card, never an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .artifacts import Dataset, Kind, Model, Role, classify, framework_of
+from .checks.budget import Budget
+from .checks.registry import run_check
+from .findings import CheckStatus, RiskCard
+from .runner import execute, with_target
+from .session import plan, subject_of
+
+__all__ = ["scan_data", "scan_model", "run_check"]
+
+
+def _run(card: RiskCard, artifacts: list[Any], seconds: float, max_rows: int) -> RiskCard:
+    tasks = plan(artifacts)
+    runs = [card.expect(t.spec.id, t.target) for t in tasks]
+    for task, run in zip(tasks, runs):
+        card.finish_run(run, CheckStatus.RUNNING)
+        outcome = execute(task, Budget(seconds=seconds, max_rows=max_rows))
+        card.add(with_target(outcome.findings, task.target))
+        card.finish_run(run, outcome.status, message=outcome.message, seconds=outcome.seconds,
+                        sampled=outcome.sampled)
+    return card
+
+
+def scan_data(X: Any, y: Any = None, *, X_test: Any = None, y_test: Any = None, name: str = "data",
+              time_budget: float = 30.0, sample_size: int = 200_000) -> RiskCard:
+    """Run every data check on ``X`` (and labels ``y``); returns a finished :class:`RiskCard`.
+
+    With ``X_test`` the duplicates check also reports train/test overlap (leakage).
+
+    >>> from sklearn.datasets import load_iris
+    >>> card = scan_data(*load_iris(return_X_y=True))
+    >>> card.by_check("data.duplicates")[0].metrics["exact_duplicates"]
+    1
+    """
+    test = None if X_test is None else Dataset(X=X_test, y=y_test, name=f"{name} (test)", role=Role.TEST)
+    data = Dataset(X=X, y=y, name=name, role=Role.TRAIN if test is not None else Role.UNKNOWN, test=test)
+    return _run(RiskCard(subject_of([data])), [data], time_budget, sample_size)
+
+
+def scan_model(model: Any, X_train: Any = None, y_train: Any = None, X_test: Any = None, y_test: Any = None,
+               *, name: str = "model", time_budget: float = 30.0, sample_size: int = 200_000) -> RiskCard:
+    """Run every check that applies to a fitted ``model`` and the data it was fitted on."""
+    kind = classify(model)
+    if kind not in (Kind.SKLEARN_MODEL, Kind.TORCH_MODEL):
+        raise TypeError(f"scan_model expects a scikit-learn estimator or a torch.nn.Module, got "
+                        f"{type(model).__module__}.{type(model).__qualname__}; for data use scan_data(X, y).")
+    test = None if X_test is None else Dataset(X=X_test, y=y_test, name="test data", role=Role.TEST)
+    train = None if X_train is None else Dataset(X=X_train, y=y_train, name="training data",
+                                                  role=Role.TRAIN, test=test)
+    artifact = Model(obj=model, name=name, framework=framework_of(kind), train=train, test=test)
+    return _run(RiskCard(subject_of([artifact])), [artifact], time_budget, sample_size)

@@ -1,0 +1,159 @@
+"""Artifacts: what a cell made that checks look at (datasets, models, model files).
+
+Objects are classified by protocol, looking only at their *type* (class attributes, module path and
+MRO), never at instance attributes of unknown objects: ``repr()``, ``len()``, ``hasattr()`` and
+``__getattr__`` of a user object can be slow or have side effects (reliability B30).
+torch is never imported here; a torch module is recognised by its class path.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Kind(str, enum.Enum):
+    """What an object in the user's namespace looks like."""
+
+    ARRAY = "array"  # numpy, pandas, torch tensor, scipy sparse, cupy... (has shape + dtype)
+    FRAME = "frame"  # pandas / polars DataFrame
+    BUNCH = "bunch"  # scikit-learn Bunch with data/target
+    SKLEARN_MODEL = "sklearn_model"
+    TORCH_MODEL = "torch_model"
+    TORCH_DATASET = "torch_dataset"
+    TORCH_LOADER = "torch_loader"
+    STREAM = "stream"  # generators, iterable datasets: never iterated
+
+
+def _mro_names(tp: type) -> set[str]:
+    try:
+        return {f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__}
+    except Exception:  # a hostile metaclass
+        return set()
+
+
+def _class_has(tp: type, name: str) -> bool:
+    try:
+        return any(name in vars(c) for c in tp.__mro__)
+    except Exception:
+        return False
+
+
+def classify(obj: Any) -> Kind | None:
+    """Return the :class:`Kind` of ``obj`` from its type alone, or ``None`` if it is not ML-relevant."""
+    tp = type(obj)
+    if tp.__module__ == "builtins":
+        return None
+    module = tp.__module__ or ""
+    mro = _mro_names(tp)
+    if "torch.nn.modules.module.Module" in mro:
+        return Kind.TORCH_MODEL
+    if "torch.utils.data.dataloader.DataLoader" in mro:
+        return Kind.TORCH_LOADER
+    if "torch.utils.data.dataset.IterableDataset" in mro:
+        return Kind.STREAM
+    if "torch.utils.data.dataset.Dataset" in mro:
+        return Kind.TORCH_DATASET
+    if "sklearn.utils._bunch.Bunch" in mro:
+        return Kind.BUNCH
+    if module.startswith(("pandas", "polars")) and tp.__name__ in {"DataFrame", "LazyFrame"}:
+        return Kind.FRAME
+    if _class_has(tp, "shape") and (_class_has(tp, "dtype") or _class_has(tp, "dtypes")):
+        return Kind.ARRAY
+    if _class_has(tp, "fit") and _class_has(tp, "get_params"):
+        return Kind.SKLEARN_MODEL
+    return None
+
+
+def is_sklearn_fitted(model: Any) -> bool:
+    """scikit-learn's protocol: ``__sklearn_is_fitted__()`` or a public attribute ending in ``_``."""
+    probe = getattr(type(model), "__sklearn_is_fitted__", None)
+    if callable(probe):
+        try:
+            return bool(probe(model))
+        except Exception:
+            return False
+    try:
+        attrs = vars(model)
+    except TypeError:
+        return False
+    return any(k.endswith("_") and not k.startswith("__") for k in attrs)
+
+
+def framework_of(kind: Kind | None) -> str:
+    if kind is Kind.TORCH_MODEL:
+        return "torch"
+    if kind is Kind.SKLEARN_MODEL:
+        return "sklearn"
+    return "other"
+
+
+class Role(str, enum.Enum):
+    TRAIN = "train"
+    TEST = "test"
+    UNKNOWN = "data"
+
+
+@dataclass(eq=False)
+class Dataset:
+    """Features ``X`` and optional labels ``y`` that a cell made or a model was fitted on.
+
+    ``name`` is what the user calls it ("X_train, y_train"); ``source`` is the code that made it.
+    ``test`` is the held-out partner when a split or a naming convention says which it is.
+    """
+
+    X: Any
+    y: Any = None
+    name: str = "data"
+    role: Role = Role.UNKNOWN
+    source: str = ""
+    test: "Dataset | None" = None
+    feature_names: list[str] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.role is Role.UNKNOWN else f"{self.name} ({self.role.value})"
+
+
+@dataclass(eq=False)
+class Model:
+    """A fitted model and, when known, the data it was fitted on."""
+
+    obj: Any
+    name: str = "model"
+    framework: str = "other"
+    train: Dataset | None = None
+    test: Dataset | None = None
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.framework})"
+
+
+@dataclass(eq=False)
+class ModelFile:
+    """A file a cell loads with a loader that can run code (pickle, joblib, torch.load...)."""
+
+    path: str
+    loader: str
+    name: str = ""
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.path
+
+
+Artifact = Dataset | Model | ModelFile
+
+
+@dataclass
+class Plan:
+    """The artifacts one cell produced, in display order."""
+
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.artifacts)

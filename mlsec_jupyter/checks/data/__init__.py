@@ -1,0 +1,1 @@
+"""Data checks: integrity, duplicates and (later) poisoning detectors."""

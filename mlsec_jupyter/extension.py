@@ -1,0 +1,236 @@
+"""Wiring into IPython: hooks, the card display and load/unload.
+
+The only module (with :mod:`.magics`) that touches IPython. Every hook catches everything: the
+user's cell keeps its own outputs, success or failure and interrupt behaviour (reliability R1-R3).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import Artifact
+from .findings import RiskCard
+from .runner import install_warning_filter, remove_warning_filter
+from .session import Session
+from .watch.cell import CellIntent, parse_cell
+from .watch.namespace import Snapshot
+
+log = logging.getLogger("mlsec_jupyter")
+
+_STATE: "Extension | None" = None
+
+
+@dataclass
+class _Pending:
+    intent: CellIntent
+    snapshot: Snapshot
+    cell_id: str | None
+    force: bool
+
+
+class CardDisplay:
+    """Shows a card under the running cell and updates it in place from worker threads.
+
+    The frame is displayed on the main thread with ``display_id = card.card_id`` (R6). Updates
+    from a worker are published with the originating cell's parent header, so a front end routes
+    them to that cell even when another cell is running (ipykernel 7 sends thread output without a
+    parent to the latest cell). Clients that only listen to the running cell (nbclient) get a
+    second copy under the current parent, which the others ignore: an unknown display id is a no-op.
+    Shells without a kernel (terminal IPython, tests) get the finished card at once instead.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self._parents: dict[str, dict[str, Any]] = {}
+
+    @property
+    def live(self) -> bool:
+        return hasattr(getattr(self.shell, "display_pub", None), "set_thread_parent")
+
+    def show(self, card: RiskCard) -> None:
+        from IPython.display import display
+
+        pub = self.shell.display_pub
+        parent = getattr(pub, "parent_header", None)
+        if parent:
+            self._parents[card.card_id] = copy.deepcopy(parent)
+        display(card._repr_mimebundle_(), raw=True, display_id=card.card_id)
+
+    def update(self, card: RiskCard) -> None:
+        from IPython.display import update_display
+
+        bundle = card._repr_mimebundle_()
+        pub = self.shell.display_pub
+        parent = self._parents.get(card.card_id)
+        if parent and hasattr(pub, "set_thread_parent"):
+            token = pub.set_thread_parent(parent)
+            try:
+                update_display(bundle, raw=True, display_id=card.card_id)
+            finally:
+                pub.reset_thread_parent(token)
+            current = getattr(pub, "parent_header", {}) or {}
+            if current.get("header", {}).get("msg_id") == parent.get("header", {}).get("msg_id"):
+                return
+        update_display(bundle, raw=True, display_id=card.card_id)
+        if card.status == "done":
+            self._parents.pop(card.card_id, None)
+
+
+class Extension:
+    """Everything ``%load_ext mlsec_jupyter`` adds to a shell, and how to take it away again."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.session = Session(audit_dir=_audit_dir(shell))
+        self.display = CardDisplay(shell)
+        self.magics: Any = None
+        self.force_next = False
+        self._pending: _Pending | None = None
+        self._depth = 0
+        self._interrupted = False
+        self._registered: list[tuple[str, Any]] = []
+
+    # -- load / unload --------------------------------------------------------------------------
+    def register(self) -> None:
+        from .magics import MlsecMagics
+
+        for event, callback in (("pre_run_cell", self.pre_run_cell), ("post_run_cell", self.post_run_cell)):
+            self.shell.events.register(event, callback)
+            self._registered.append((event, callback))
+        self.magics = MlsecMagics(self.shell, self)
+        self.shell.register_magics(self.magics)
+        install_warning_filter()
+
+    def unregister(self) -> None:
+        for event, callback in self._registered:
+            try:
+                self.shell.events.unregister(event, callback)
+            except ValueError:
+                pass
+        self._registered.clear()
+        if self.magics is not None:
+            manager = self.shell.magics_manager
+            ours = getattr(self.magics, "mlsec", None)
+            for kind in ("line", "cell"):
+                if manager.magics[kind].get("mlsec") == ours:  # remove only if still ours (R5)
+                    manager.magics[kind].pop("mlsec", None)
+            if manager.registry.get(type(self.magics).__name__) is self.magics:
+                manager.registry.pop(type(self.magics).__name__, None)
+            self.magics = None
+        remove_warning_filter()
+        self.session.close()
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def pre_run_cell(self, info: Any = None) -> None:
+        self._depth += 1
+        try:
+            force, self.force_next = self.force_next, False
+            if self._pending is not None or not (self.session.config.auto or force):
+                return  # an outer cell already records; nested runs merge into it
+            source = self.shell.transform_cell(getattr(info, "raw_cell", "") or "")
+            intent = parse_cell(source)
+            if intent.any or force:
+                self._pending = _Pending(intent, Snapshot(self.shell.user_ns),
+                                         getattr(info, "cell_id", None), force)
+        except KeyboardInterrupt:
+            self._interrupted = True
+        except Exception:
+            log.debug("mlsec pre_run_cell failed", exc_info=True)
+
+    def post_run_cell(self, result: Any = None) -> None:
+        self._depth = max(0, self._depth - 1)
+        if self._depth:
+            return
+        pending, self._pending = self._pending, None
+        try:
+            self._after_cell(pending, result)
+        except KeyboardInterrupt:
+            self._interrupted = True
+        except Exception:
+            log.debug("mlsec post_run_cell failed", exc_info=True)
+        if self._interrupted:
+            self._interrupted = False
+            self._keep_interrupt(result)
+
+    def _after_cell(self, pending: _Pending | None, result: Any) -> None:
+        error = getattr(result, "error_in_exec", None)
+        if isinstance(error, KeyboardInterrupt):
+            self.session.runner.cancel_all()  # the user interrupted: stop our work too
+            return
+        if pending is None or result is None or not getattr(result, "success", False):
+            return
+        ns = self.shell.user_ns
+        changed = pending.snapshot.changed(ns, also=pending.intent.touched)
+        artifacts = self.session.assembler.build(pending.intent, changed, ns, force=pending.force)
+        if artifacts:
+            self.start_card(artifacts, cell_id=pending.cell_id,
+                            execution_count=getattr(result, "execution_count", None))
+
+    def start_card(self, artifacts: list[Artifact], *, subject: str | None = None,
+                   cell_id: str | None = None, execution_count: int | None = None) -> RiskCard | None:
+        """Show a card for ``artifacts`` under the running cell and start its checks."""
+        prepared = self.session.prepare(artifacts, subject=subject, cell_id=cell_id,
+                                        execution_count=execution_count)
+        if prepared is None:
+            return None
+        card, launch = prepared
+        if self.display.live:
+            self.display.show(card)
+            launch(self.display.update)
+        else:  # no kernel to update the card later: show it when it is complete
+            launch(lambda c: None)
+            try:
+                self.session.runner.wait(self.session.config.time_budget * 4)
+            except KeyboardInterrupt:
+                self.session.runner.cancel_all()
+                self.session.runner.wait(2.0)
+                self._interrupted = True
+            self.display.show(card)
+        return card
+
+    @staticmethod
+    def _keep_interrupt(result: Any) -> None:
+        """A Ctrl-C that landed in our hook must still stop "Run All": mark the cell as interrupted."""
+        if result is not None and getattr(result, "error_in_exec", None) is None:
+            try:
+                result.error_in_exec = KeyboardInterrupt()
+            except Exception:
+                pass
+
+
+def _audit_dir(shell: Any) -> Path:
+    """``.mlsec`` beside the notebook: the kernel's working directory is the notebook's folder."""
+    return Path(os.getcwd()) / ".mlsec"
+
+
+def current() -> Extension | None:
+    """The loaded extension, if any."""
+    return _STATE
+
+
+def load(shell: Any) -> None:
+    """Load into ``shell``; loading again is a no-op, loading into another shell moves it."""
+    global _STATE
+    if _STATE is not None:
+        if _STATE.shell is shell and _STATE._registered:
+            return
+        unload(_STATE.shell)
+    state = Extension(shell)
+    try:
+        state.register()
+    except BaseException:
+        state.unregister()  # a failed load leaves nothing behind, so a retry starts clean (R4)
+        raise
+    _STATE = state
+
+
+def unload(shell: Any) -> None:
+    global _STATE
+    state, _STATE = _STATE, None
+    if state is not None:
+        state.unregister()

@@ -1,0 +1,267 @@
+"""Findings, severities and risk cards: the data model every layer shares.
+
+Only the standard library and numpy are imported here (DESIGN.md, layer "model").
+Rendering lives in :mod:`mlsec_jupyter.render`; ``RiskCard._repr_mimebundle_`` delegates there.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+CARD_MIME = "application/vnd.mlsec.riskcard+json"
+CARD_VERSION = 1
+#: At most this many row indices of one finding go into the card JSON (the Python object keeps all).
+MAX_INDICES_IN_JSON = 1000
+
+
+class Severity(enum.IntEnum):
+    """Ordered severity: ``info < low < medium < high < critical``."""
+
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, value: "Severity | str | int") -> "Severity":
+        """Accept a Severity, its name in any case, or its integer value."""
+        if isinstance(value, Severity):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                pass
+        elif isinstance(value, (int, np.integer)) and 0 <= int(value) <= 4:
+            return cls(int(value))
+        names = ", ".join(s.label for s in cls)
+        raise ValueError(f"Unknown severity {value!r}; expected one of: {names}.")
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy scalars/arrays and tuples into plain JSON types (NaN/inf become None)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of one check.
+
+    ``indices`` are row positions (0-based) in the checked data when the finding points at rows.
+    ``target`` names what was checked when a card covers several artifacts.
+    ``references`` are framework ids (MITRE ATLAS ``AML.T0020``, OWASP ML Top 10 ``ML02``,
+    NIST AI RMF ``MEASURE 2.7``).
+    """
+
+    check: str
+    severity: Severity
+    title: str
+    summary: str = ""
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    indices: Sequence[int] = ()
+    recommendation: str = ""
+    references: Sequence[str] = ()
+    target: str = ""  # what was checked ("X_train, y_train (train)"); the runner fills it in
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity.parse(self.severity))
+        object.__setattr__(self, "metrics", dict(self.metrics))
+        object.__setattr__(self, "indices", tuple(int(i) for i in np.asarray(self.indices).ravel()))
+        object.__setattr__(self, "references", tuple(self.references))
+
+    def to_dict(self) -> dict[str, Any]:
+        shown = self.indices[:MAX_INDICES_IN_JSON]
+        return {
+            "check": self.check,
+            "severity": self.severity.label,
+            "title": self.title,
+            "summary": self.summary,
+            "metrics": _jsonable(self.metrics),
+            "indices": list(shown),
+            "n_indices": len(self.indices),
+            "recommendation": self.recommendation,
+            "references": list(self.references),
+            "target": self.target,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Finding":
+        return cls(
+            check=data["check"],
+            severity=Severity.parse(data["severity"]),
+            title=data.get("title", ""),
+            summary=data.get("summary", ""),
+            metrics=data.get("metrics", {}),
+            indices=data.get("indices", ()),
+            recommendation=data.get("recommendation", ""),
+            references=data.get("references", ()),
+            target=data.get("target", ""),
+        )
+
+
+class CheckStatus(str, enum.Enum):
+    """Life cycle of one check on one card."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    TIMED_OUT = "timed out"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (CheckStatus.PENDING, CheckStatus.RUNNING)
+
+
+@dataclass
+class CheckRun:
+    """What happened to one check on one card: status, a one-line message, time, sampling note."""
+
+    check: str
+    target: str = ""
+    status: CheckStatus = CheckStatus.PENDING
+    message: str = ""
+    seconds: float | None = None
+    sampled: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "target": self.target,
+            "status": self.status.value,
+            "message": self.message,
+            "seconds": None if self.seconds is None else round(self.seconds, 4),
+            "sampled": self.sampled,
+        }
+
+
+_card_counter = itertools.count(1)
+
+
+class RiskCard:
+    """The findings about one subject (a cell's data and models, or one scan), filled in as checks finish.
+
+    Thread-safe: the runner adds results from worker threads while the main thread renders.
+    """
+
+    def __init__(self, subject: str, *, cell_id: str | None = None, execution_count: int | None = None,
+                 card_id: str | None = None) -> None:
+        self.card_id = card_id or f"mlsec-{uuid.uuid4().hex[:12]}-{next(_card_counter)}"
+        self.subject = subject
+        self.cell_id = cell_id
+        self.execution_count = execution_count
+        self.created = time.time()
+        #: Findings below this severity are hidden by the renderers (they stay in ``findings``).
+        self.min_severity = Severity.INFO
+        self._findings: list[Finding] = []
+        self._runs: list[CheckRun] = []
+        self._lock = threading.RLock()
+
+    # -- filling in -------------------------------------------------------------------------------
+    def expect(self, check: str, target: str = "") -> CheckRun:
+        """Announce a check that will run, so the card can show progress."""
+        run = CheckRun(check=check, target=target)
+        with self._lock:
+            self._runs.append(run)
+        return run
+
+    def add(self, findings: Iterable[Finding]) -> None:
+        with self._lock:
+            self._findings.extend(findings)
+
+    def finish_run(self, run: CheckRun, status: CheckStatus, *, message: str = "",
+                   seconds: float | None = None, sampled: str = "") -> None:
+        with self._lock:
+            run.status = status
+            run.message = message
+            run.seconds = seconds
+            run.sampled = sampled or run.sampled
+
+    # -- reading ---------------------------------------------------------------------------------
+    @property
+    def findings(self) -> list[Finding]:
+        """Findings sorted by severity (highest first), stable within a severity."""
+        with self._lock:
+            return sorted(self._findings, key=lambda f: -f.severity)
+
+    @property
+    def runs(self) -> list[CheckRun]:
+        with self._lock:
+            return [CheckRun(**vars(r)) for r in self._runs]
+
+    @property
+    def status(self) -> str:
+        with self._lock:
+            return "done" if all(r.status.finished for r in self._runs) else "running"
+
+    @property
+    def progress(self) -> float:
+        with self._lock:
+            if not self._runs:
+                return 1.0
+            return sum(r.status.finished for r in self._runs) / len(self._runs)
+
+    @property
+    def max_severity(self) -> Severity:
+        found = self.findings
+        return found[0].severity if found else Severity.INFO
+
+    def by_check(self, check: str) -> list[Finding]:
+        return [f for f in self.findings if f.check == check]
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "version": CARD_VERSION,
+                "card_id": self.card_id,
+                "subject": self.subject,
+                "cell_id": self.cell_id,
+                "execution_count": self.execution_count,
+                "status": self.status,
+                "progress": round(self.progress, 4),
+                "max_severity": self.max_severity.label,
+                "min_severity": self.min_severity.label,
+                "findings": [f.to_dict() for f in self.findings],
+                "checks": [r.to_dict() for r in self._runs],
+            }
+
+    # -- display ---------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .render import card_bundle
+
+        return card_bundle(self)
+
+    def __repr__(self) -> str:
+        from .render.text import card_text
+
+        return card_text(self)

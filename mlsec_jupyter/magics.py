@@ -1,0 +1,175 @@
+"""The ``%mlsec`` line magic and ``%%mlsec`` cell magic."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from .artifacts import Dataset, Kind, Model, classify, framework_of
+from .checks.registry import all_checks
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .extension import Extension
+
+_HELP = """Steer mlsec-jupyter's security checks.
+
+Usage:
+  %mlsec status                 what is on, running and found so far
+  %mlsec on | off               watch every cell / stop watching (off also cancels running checks)
+  %mlsec scan EXPR [LABELS]     check a dataset (EXPR, optional labels LABELS) or a fitted model now
+  %mlsec checks                 list the registered checks
+  %mlsec config [KEY=VALUE ...] show or change settings: time_budget (seconds per check),
+                                sample_size (rows per check), auto (on/off),
+                                min_severity (info/low/medium/high/critical), audit (on/off), workers
+  %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
+  %mlsec cancel                 cancel running checks
+
+  %%mlsec                       (first line of a cell) watch this one cell even when auto is off
+
+Examples:
+  %mlsec scan X_train y_train
+  %mlsec config time_budget=10 min_severity=low
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one clear line instead of SystemExit and a usage dump
+        raise UsageError(f"%mlsec: {message}. Type %mlsec? for help.")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="%mlsec", add_help=False)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("status")
+    sub.add_parser("on")
+    sub.add_parser("off")
+    sub.add_parser("checks")
+    sub.add_parser("cancel")
+    scan = sub.add_parser("scan")
+    scan.add_argument("expr")
+    scan.add_argument("labels", nargs="?")
+    config = sub.add_parser("config")
+    config.add_argument("pairs", nargs="*")
+    wait = sub.add_parser("wait")
+    wait.add_argument("seconds", nargs="?", type=float, default=None)
+    return parser
+
+
+@magics_class
+class MlsecMagics(Magics):
+    """Magics bound to one loaded :class:`~mlsec_jupyter.extension.Extension`."""
+
+    def __init__(self, shell: Any, extension: "Extension") -> None:
+        super().__init__(shell)
+        self.extension = extension
+
+    @line_cell_magic
+    def mlsec(self, line: str = "", cell: str | None = None) -> Any:
+        if cell is not None:
+            return self._watch_cell(line, cell)
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%mlsec: cannot parse {line!r}: {exc}. Type %mlsec? for help.") from None
+        if not words or words[0] in {"-h", "--help", "help"}:
+            print(_HELP)
+            return None
+        args = _parser().parse_args(words)
+        return getattr(self, f"_cmd_{args.command}")(args)
+
+    mlsec.__doc__ = _HELP
+
+    # -- commands ---------------------------------------------------------------------------------
+    @property
+    def _session(self) -> Any:
+        return self.extension.session
+
+    def _cmd_status(self, args: argparse.Namespace) -> None:
+        s = self._session
+        counters = ", ".join(f"{v} {k}" for k, v in s.runner.counters.items() if v) or "none yet"
+        print(f"mlsec-jupyter: watching {'on' if s.config.auto else 'off'}; "
+              f"{len(all_checks())} checks registered; {s.runner.busy} check(s) running or queued.\n"
+              f"Cards shown: {len(s.cards)}; checks finished: {counters}.\n"
+              f"Audit log: {s.audit.path if s.config.audit else 'off'}"
+              f"{f' ({s.audit_errors} write errors)' if s.audit_errors else ''}.\n"
+              f"Settings: {_settings_text(s.config.as_dict())}")
+
+    def _cmd_on(self, args: argparse.Namespace) -> None:
+        self._session.config.auto = True
+        print("mlsec-jupyter: watching every cell.")
+
+    def _cmd_off(self, args: argparse.Namespace) -> None:
+        self._session.config.auto = False
+        cancelled = self._session.runner.cancel_all()
+        print(f"mlsec-jupyter: not watching cells{f'; cancelled {cancelled} running check(s)' if cancelled else ''}. "
+              "Use %%mlsec on a cell to check it anyway, or %mlsec on.")
+
+    def _cmd_cancel(self, args: argparse.Namespace) -> None:
+        print(f"mlsec-jupyter: cancelled {self._session.runner.cancel_all()} check(s).")
+
+    def _cmd_checks(self, args: argparse.Namespace) -> None:
+        rows = [(s.id, s.applies_to, s.cost, ", ".join(s.requires) or "-", s.title) for s in all_checks()]
+        header = ("check", "applies to", "cost", "requires", "what it looks for")
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+        for row in [header, *rows]:
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+
+    def _cmd_config(self, args: argparse.Namespace) -> None:
+        config = self._session.config
+        for pair in args.pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise UsageError(f"%mlsec config: expected KEY=VALUE, got {pair!r}. Type %mlsec? for help.")
+            try:
+                config.set(key.strip(), value)
+            except ValueError as exc:
+                raise UsageError(f"%mlsec config: {exc}") from None
+        self._session.apply_config()
+        print(f"mlsec-jupyter settings: {_settings_text(config.as_dict())}")
+
+    def _cmd_wait(self, args: argparse.Namespace) -> None:
+        seconds = args.seconds if args.seconds is not None else self._session.config.time_budget * 4
+        done = self._session.runner.wait(seconds)
+        for card in list(self._session.cards):  # refresh cards whose last update no client kept
+            if card.status == "done":
+                self.extension.display.update(card)
+        if not done:
+            print(f"mlsec-jupyter: checks still running after {seconds:g} s.")
+
+    def _cmd_scan(self, args: argparse.Namespace) -> Any:
+        obj = self._evaluate(args.expr)
+        labels = self._evaluate(args.labels) if args.labels else None
+        kind = classify(obj)
+        if kind in (Kind.SKLEARN_MODEL, Kind.TORCH_MODEL):
+            artifact: Any = Model(obj=obj, name=args.expr, framework=framework_of(kind))
+        elif kind in (Kind.ARRAY, Kind.FRAME):
+            name = args.expr if labels is None else f"{args.expr}, {args.labels}"
+            artifact = Dataset(X=obj, y=labels, name=name, source=f"%mlsec scan {args.expr}")
+        else:
+            raise UsageError(f"%mlsec scan: {args.expr!r} is a {type(obj).__name__}; expected an array, a "
+                             "DataFrame, a tensor or a fitted model.")
+        card = self.extension.start_card([artifact])
+        if card is None:
+            print(f"mlsec-jupyter: no registered check applies to {args.expr} yet.")
+        return None
+
+    def _evaluate(self, expr: str) -> Any:
+        try:
+            return self.shell.ev(expr)
+        except Exception as exc:
+            raise UsageError(f"%mlsec scan: could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
+
+    # -- %%mlsec -----------------------------------------------------------------------------------
+    def _watch_cell(self, line: str, cell: str) -> None:
+        if line.strip():
+            raise UsageError("%%mlsec takes no arguments; put it alone on the first line of the cell.")
+        self.extension.force_next = True
+        self.shell.run_cell(cell, store_history=False)
+
+
+def _settings_text(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in values.items())

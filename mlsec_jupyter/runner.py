@@ -1,0 +1,291 @@
+"""Run checks off the main thread, each within a time budget, cancellable, never raising.
+
+Workers are daemon threads (a hung check must not hang interpreter shutdown, reliability B34),
+at most one per core. A check that overruns its budget without reaching a checkpoint is marked
+"timed out" on its card by a watchdog and abandoned (its late result is dropped), and a fresh
+worker takes its place so other cards keep moving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .checks.budget import Budget, CheckCancelled, CheckTimeout
+from .checks.registry import CheckSpec
+from .findings import CheckRun, CheckStatus, Finding, RiskCard
+
+#: Grace after the budget before the watchdog gives up on a check that never reached a checkpoint.
+TIMEOUT_GRACE = 0.5
+_MAX_MESSAGE = 300
+
+
+def default_workers() -> int:
+    """One worker per core, leaving one core for the user's own cells (at least one, at most four)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class Task:
+    """One check to run on one set of inputs, for one card."""
+
+    spec: CheckSpec
+    inputs: dict[str, Any]
+    target: str = ""
+
+
+@dataclass
+class Outcome:
+    status: CheckStatus
+    findings: list[Finding] = field(default_factory=list)
+    message: str = ""
+    seconds: float = 0.0
+    sampled: str = ""
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+_quiet = threading.local()
+
+
+def _quiet_showwarning(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``warnings.showwarning`` that drops warnings raised inside a check, passes others on.
+
+    ``warnings.catch_warnings`` is not thread-safe (it swaps the global filter list), so checks
+    running in worker threads are silenced by thread instead.
+    """
+
+    def showwarning(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_quiet, "active", False):
+            return None
+        return original(*args, **kwargs)
+
+    showwarning.__mlsec_original__ = original  # type: ignore[attr-defined]
+    return showwarning
+
+
+def install_warning_filter() -> None:
+    if not hasattr(warnings.showwarning, "__mlsec_original__"):
+        warnings.showwarning = _quiet_showwarning(warnings.showwarning)
+
+
+def remove_warning_filter() -> None:
+    current = warnings.showwarning
+    original = getattr(current, "__mlsec_original__", None)
+    if original is not None:  # restore only if the hook is still ours
+        warnings.showwarning = original
+
+
+def execute(task: Task, budget: Budget) -> Outcome:
+    """Run one check to completion in the calling thread; every failure becomes an outcome."""
+    reason = task.spec.missing(task.inputs)
+    if reason:
+        return Outcome(CheckStatus.SKIPPED, message=reason)
+    start = time.monotonic()
+    budget.started = start
+    _quiet.active = True
+    try:
+        findings = list(task.spec.func(**task.spec.accepted(task.inputs), budget=budget))
+        status, message = CheckStatus.DONE, ""
+    except CheckCancelled:
+        findings, status, message = [], CheckStatus.CANCELLED, "cancelled"
+    except CheckTimeout as exc:
+        findings, status, message = [], CheckStatus.TIMED_OUT, str(exc)
+    except Exception as exc:  # a check must never break the user's session
+        findings, status, message = [], CheckStatus.FAILED, f"check failed: {_short(exc)}"
+    finally:
+        _quiet.active = False
+    return Outcome(status, findings, message, time.monotonic() - start, "; ".join(budget.notes))
+
+
+def with_target(findings: list[Finding], target: str) -> list[Finding]:
+    """Name the checked artifact on each finding that does not name one yet."""
+    return [f if f.target or not target else dataclasses.replace(f, target=target) for f in findings]
+
+
+@dataclass(eq=False)
+class _Job:
+    card: RiskCard
+    task: Task
+    run: CheckRun
+    budget: Budget
+    on_update: Callable[[RiskCard], None]
+    deadline: float = float("inf")
+    abandoned: bool = False
+
+
+class Runner:
+    """A small pool of daemon worker threads with a watchdog.
+
+    ``cache``, if given, has ``key_for(task)``, ``get(key)`` and ``put(key, outcome)``; keys are
+    computed in the worker, so fingerprinting data never costs the main thread.
+    """
+
+    def __init__(self, workers: int | None = None, *, seconds: float = 30.0, max_rows: int = 200_000,
+                 cache: Any = None) -> None:
+        self.workers = workers or default_workers()
+        self.seconds = seconds
+        self.max_rows = max_rows
+        self.cache = cache
+        self.counters = {s.value: 0 for s in CheckStatus if s.finished}
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._jobs: set[_Job] = set()  # queued or running
+        self._active: set[_Job] = set()  # running
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._watchdog: threading.Thread | None = None
+
+    # -- public -----------------------------------------------------------------------------------
+    def submit(self, card: RiskCard, tasks: list[tuple[Task, CheckRun]],
+               on_update: Callable[[RiskCard], None]) -> None:
+        """Queue ``tasks`` (each with the card line it fills in); ``on_update(card)`` is called from a
+        worker after each one finishes."""
+        if self._closed:
+            raise RuntimeError("The runner was shut down; load the extension again.")
+        self._ensure_threads()
+        jobs = [_Job(card, task, run, self._new_budget(), on_update) for task, run in tasks]
+        with self._lock:
+            self._jobs.update(jobs)
+        for job in jobs:
+            self._queue.put(job)
+
+    def cancel_all(self) -> int:
+        """Cancel every queued and running check; returns how many were affected."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.budget.cancel_event.set()
+        return len(jobs)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no check is queued or running; ``False`` if ``timeout`` passed first."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while self._jobs:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Cancel everything and join the threads (for at most ``timeout`` seconds in total)."""
+        self.cancel_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        for _ in self._threads:
+            self._queue.put(None)
+        end = time.monotonic() + timeout
+        for t in [*self._threads, self._watchdog]:
+            if t is not None and t.is_alive():
+                t.join(max(0.0, end - time.monotonic()))
+        self._threads.clear()
+
+    # -- internals --------------------------------------------------------------------------------
+    def _new_budget(self) -> Budget:
+        return Budget(seconds=self.seconds, max_rows=self.max_rows)
+
+    def _ensure_threads(self) -> None:
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            missing = self.workers - len(self._threads)
+        for _ in range(missing):
+            self._spawn_worker()
+        if self._watchdog is None or not self._watchdog.is_alive():
+            self._watchdog = threading.Thread(target=self._watch, name="mlsec-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _spawn_worker(self) -> None:
+        t = threading.Thread(target=self._work, name="mlsec-worker", daemon=True)
+        with self._lock:
+            self._threads.append(t)
+        t.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None or not self._run_job(job):
+                return  # shut down, or replaced while stuck in an abandoned check
+
+    def _run_job(self, job: _Job) -> bool:
+        if job.budget.cancel_event.is_set():
+            self._finish(job, Outcome(CheckStatus.CANCELLED, message="cancelled"))
+            return True
+        with self._changed:
+            job.deadline = time.monotonic() + job.budget.seconds + TIMEOUT_GRACE
+            self._active.add(job)
+            self._changed.notify_all()
+        job.card.finish_run(job.run, CheckStatus.RUNNING)
+        key = self._cache_key(job.task)
+        outcome = (self.cache.get(key) if key is not None else None) or execute(job.task, job.budget)
+        with self._lock:
+            self._active.discard(job)
+            if job.abandoned:
+                return False
+        if key is not None and outcome.status is CheckStatus.DONE:
+            self.cache.put(key, outcome)
+        self._finish(job, outcome)
+        return True
+
+    def _cache_key(self, task: Task) -> Any:
+        if self.cache is None:
+            return None
+        try:
+            return self.cache.key_for(task)
+        except Exception:
+            return None
+
+    def _finish(self, job: _Job, outcome: Outcome) -> None:
+        job.card.add(with_target(outcome.findings, job.task.target))
+        job.card.finish_run(job.run, outcome.status, message=outcome.message,
+                            seconds=outcome.seconds, sampled=outcome.sampled)
+        with self._lock:
+            self.counters[outcome.status.value] += 1
+        try:
+            job.on_update(job.card)
+        except Exception:
+            pass  # a display hiccup must not kill the worker
+        finally:
+            with self._changed:
+                self._jobs.discard(job)
+                self._changed.notify_all()
+
+    def _watch(self) -> None:
+        """Mark checks that overran their budget without reaching a checkpoint as timed out."""
+        while True:
+            with self._changed:
+                while not self._closed and not self._active:
+                    self._changed.wait()
+                if self._closed:
+                    return
+                now = time.monotonic()
+                next_deadline = min(j.deadline for j in self._active)
+                if next_deadline > now:
+                    self._changed.wait(next_deadline - now)
+                    continue
+                overdue = [j for j in self._active if j.deadline <= now]
+                for j in overdue:
+                    j.abandoned = True
+                    self._active.discard(j)
+            for j in overdue:
+                j.budget.cancel_event.set()
+                self._finish(j, Outcome(CheckStatus.TIMED_OUT, seconds=now - j.budget.started,
+                                        message=f"timed out after {j.budget.seconds:g} s"))
+                self._spawn_worker()

@@ -1,0 +1,214 @@
+"""A checking session: configuration, the plan from artifacts to checks, cards, cache and audit log.
+
+Nothing here touches IPython; :mod:`mlsec_jupyter.extension` wires a session into a shell and the
+public API (:mod:`mlsec_jupyter.api`) uses the same planning without a shell.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from .artifacts import Artifact, Dataset, Model
+from .audit import AuditLog
+from .checks.registry import checks_for, inputs_for
+from .findings import CheckRun, RiskCard, Severity
+from .runner import Runner, Task, default_workers
+from .watch.assemble import Assembler, SplitMemory
+from .watch.fingerprint import fingerprint
+
+_BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+
+
+@dataclass
+class Config:
+    """Settings a user can change with ``%mlsec config KEY=VALUE``."""
+
+    auto: bool = True  # watch every cell
+    time_budget: float = 30.0  # seconds per check
+    sample_size: int = 200_000  # rows a check looks at, at most
+    min_severity: Severity = Severity.INFO  # findings below this are hidden on cards
+    audit: bool = True  # append findings to .mlsec/audit.jsonl
+    workers: int = default_workers()
+
+    def set(self, key: str, value: str) -> None:
+        """Set one key from text, validating it; raises ``ValueError`` with a fix-it message."""
+        names = [f.name for f in fields(self)]
+        if key not in names:
+            raise ValueError(f"Unknown setting {key!r}; settings are: {', '.join(names)}.")
+        current = getattr(self, key)
+        text = value.strip()
+        if isinstance(current, bool):
+            if text.lower() not in _BOOL_WORDS:
+                raise ValueError(f"{key} must be on or off, got {value!r}.")
+            setattr(self, key, _BOOL_WORDS[text.lower()])
+        elif isinstance(current, Severity):
+            setattr(self, key, Severity.parse(text))
+        elif isinstance(current, int):
+            number = _number(key, text, int)
+            low = 100 if key == "sample_size" else 1
+            if number < low:
+                raise ValueError(f"{key} must be at least {low}, got {number}.")
+            setattr(self, key, number)
+        else:
+            number = _number(key, text, float)
+            if not number > 0:
+                raise ValueError(f"{key} must be a positive number of seconds, got {value!r}.")
+            setattr(self, key, number)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (getattr(self, f.name).label if f.name == "min_severity" else getattr(self, f.name))
+                for f in fields(self)}
+
+
+def _number(key: str, text: str, kind: type) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{key} must be a {'whole ' if kind is int else ''}number, got {text!r}.") from None
+
+
+class ResultCache:
+    """Findings of checks already run on the same inputs (same objects, same sampled content)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._items: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key_for(task: Task) -> tuple[Any, ...]:
+        parts = tuple((k, fingerprint(v)) for k, v in sorted(task.inputs.items())
+                      if k in task.spec.parameters and k in {"X", "y", "X_test", "y_test", "model"})
+        return (task.spec.id, parts)
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def _data_key(ds: Dataset) -> tuple[int, ...]:
+    return (id(ds.X), id(ds.y), id(ds.test.X) if ds.test is not None else 0)
+
+
+def plan(artifacts: list[Artifact]) -> list[Task]:
+    """Every applicable check for every artifact; a model's training data gets the data checks."""
+    tasks: list[Task] = []
+    seen: set[tuple[int, ...]] = set()
+
+    def add_dataset(ds: Dataset) -> None:
+        key = _data_key(ds)
+        if key in seen:
+            return
+        seen.add(key)
+        inputs = inputs_for(ds)
+        tasks.extend(Task(spec, inputs, ds.label) for spec in checks_for(ds))
+
+    for artifact in artifacts:
+        if isinstance(artifact, Model):
+            inputs = inputs_for(artifact)
+            tasks.extend(Task(spec, inputs, artifact.label) for spec in checks_for(artifact))
+            if artifact.train is not None:
+                add_dataset(artifact.train)
+        elif isinstance(artifact, Dataset):
+            add_dataset(artifact)
+        else:
+            tasks.extend(Task(spec, inputs_for(artifact), artifact.label) for spec in checks_for(artifact))
+    return tasks
+
+
+def subject_of(artifacts: list[Artifact]) -> str:
+    """A short line naming what the card is about."""
+    parts = []
+    for a in artifacts:
+        if isinstance(a, Model) and a.train is not None:
+            parts.append(f"{a.label} fitted on {a.train.name}")
+        else:
+            parts.append(a.label)
+    return " · ".join(parts) or "scan"
+
+
+class Session:
+    """Plans, runs and records checks for one kernel (or one script)."""
+
+    def __init__(self, config: Config | None = None, *, audit_dir: str | Path = ".mlsec") -> None:
+        self.config = config or Config()
+        self.cache = ResultCache()
+        self.runner = Runner(self.config.workers, seconds=self.config.time_budget,
+                             max_rows=self.config.sample_size, cache=self.cache)
+        self.memory = SplitMemory()
+        self.assembler = Assembler(self.memory)
+        self.audit = AuditLog(audit_dir)
+        self.cards: collections.deque[RiskCard] = collections.deque(maxlen=64)
+        self.audit_errors = 0
+        self._audited: set[str] = set()
+        self._lock = threading.Lock()
+
+    def apply_config(self) -> None:
+        """Push changed settings to the runner (new checks use them)."""
+        self.runner.seconds = self.config.time_budget
+        self.runner.max_rows = self.config.sample_size
+        self.runner.workers = self.config.workers
+
+    def prepare(self, artifacts: list[Artifact], *, subject: str | None = None, cell_id: str | None = None,
+                execution_count: int | None = None) -> tuple[RiskCard, Callable[[Callable[[RiskCard], None]], None]] | None:
+        """Make a card listing the checks that will run; ``launch(on_update)`` starts them.
+
+        Returns ``None`` when no check applies. Split in two so the caller can display the card
+        before any worker can update it.
+        """
+        tasks = plan(artifacts)
+        if not tasks:
+            return None
+        card = RiskCard(subject or subject_of(artifacts), cell_id=cell_id, execution_count=execution_count)
+        card.min_severity = self.config.min_severity
+        runs = [card.expect(t.spec.id, t.target) for t in tasks]
+        self.cards.append(card)
+
+        def launch(on_update: Callable[[RiskCard], None]) -> None:
+            self.runner.submit(card, list(zip(tasks, runs)), self._recording(on_update))
+
+        return card, launch
+
+    def _recording(self, on_update: Callable[[RiskCard], None]) -> Callable[[RiskCard], None]:
+        def update(card: RiskCard) -> None:
+            if card.status == "done" and self.config.audit and self._first_completion(card):
+                try:
+                    self.audit.append_card(card)
+                except OSError:
+                    self.audit_errors += 1
+            on_update(card)
+
+        return update
+
+    def _first_completion(self, card: RiskCard) -> bool:
+        with self._lock:
+            if card.card_id in self._audited:
+                return False
+            self._audited.add(card.card_id)
+            return True
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        self.memory.clear()
+        self.cache.clear()
+
+
+__all__ = ["CheckRun", "Config", "ResultCache", "Session", "plan", "subject_of"]

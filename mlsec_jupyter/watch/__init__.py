@@ -1,0 +1,1 @@
+"""Watching cells: what a cell intends (AST), what it changed (namespace diff), and the artifacts."""

@@ -1,0 +1,257 @@
+"""Turn "what the cell intended" + "which names changed" into artifacts for the checks.
+
+Runs on the main thread right after a watched cell, so it only looks at types and at plain-name
+arguments; it never evaluates an expression from the cell, never calls ``len``/``repr`` on user
+objects and never iterates a loader.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..artifacts import Artifact, Dataset, Kind, Model, ModelFile, Role, classify, framework_of, is_sklearn_fitted
+from .cell import Call, CellIntent
+
+_DATA_KINDS = {Kind.ARRAY, Kind.FRAME}
+_MODEL_KINDS = {Kind.SKLEARN_MODEL, Kind.TORCH_MODEL}
+
+
+class _Ref:
+    """A weak reference when the object allows one, else only its id (lists, tuples, dicts)."""
+
+    __slots__ = ("_weak", "_id")
+
+    def __init__(self, obj: Any) -> None:
+        self._id = id(obj)
+        try:
+            self._weak: weakref.ref[Any] | None = weakref.ref(obj)
+        except TypeError:
+            self._weak = None
+
+    def refers_to(self, obj: Any) -> bool:
+        if self._weak is not None:
+            return self._weak() is obj
+        return self._id == id(obj)
+
+
+@dataclass
+class _SplitRecord:
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    refs: dict[str, _Ref]
+
+
+class SplitMemory:
+    """Which names came out of which ``train_test_split``; holds only weak references."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._records: list[_SplitRecord] = []
+        self._size = size
+
+    def remember(self, train: tuple[str, ...], test: tuple[str, ...], ns: Mapping[str, Any]) -> None:
+        refs = {n: _Ref(ns[n]) for n in (*train, *test) if n in ns}
+        self._records = [r for r in self._records if r.train != train][-self._size + 1:]
+        self._records.append(_SplitRecord(train, test, refs))
+
+    def test_names_for(self, train: tuple[str, ...], ns: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The test names split off together with ``train``, if all still name the same objects."""
+        for rec in reversed(self._records):
+            if rec.train[: len(train)] == train:
+                names = rec.test[: len(train)]
+                if all(n in ns and n in rec.refs and rec.refs[n].refers_to(ns[n]) for n in (*train, *names)):
+                    return names
+        return None
+
+    def clear(self) -> None:
+        self._records.clear()
+
+
+def _conventional_test_names(train: tuple[str, ...], ns: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """``X_train``/``y_train`` → ``X_test``/``y_test`` (also ``train``→``val``/``valid``)."""
+    for alt in ("test", "val", "valid"):
+        names = tuple(n.replace("train", alt) for n in train)
+        if all("train" in t for t in train) and all(n in ns for n in names):
+            return names
+    return None
+
+
+def _label_partner(x_name: str, ns: Mapping[str, Any]) -> str | None:
+    """``X`` → ``y``, ``X_train`` → ``y_train``, ``x_val`` → ``y_val``."""
+    if x_name[:1] in ("X", "x"):
+        for head in ("y", "Y"):
+            cand = head + x_name[1:]
+            if cand in ns and classify(ns[cand]) is Kind.ARRAY:
+                return cand
+    return None
+
+
+class Assembler:
+    """Builds the artifacts of one watched cell."""
+
+    def __init__(self, memory: SplitMemory) -> None:
+        self.memory = memory
+
+    def build(self, intent: CellIntent, changed: list[str], ns: Mapping[str, Any],
+              *, force: bool = False) -> list[Artifact]:
+        kinds = {n: classify(ns[n]) for n in changed if n in ns}
+        kinds = {n: k for n, k in kinds.items() if k is not None}
+        out: list[Artifact] = []
+        used: set[str] = set()
+        for call in intent.splits:
+            out += self._from_split(call, ns, used)
+        for call in intent.fits:
+            out += self._from_fit(call, ns, used)
+        if intent.torch_training:
+            out += self._from_torch_loop(intent, ns, used)
+        for call in intent.loads:
+            out += self._from_load(call, kinds, ns, used)
+        out += self._model_files(intent)
+        if force or intent.loads:
+            out += self._leftovers(kinds, ns, used, require_2d=not force)
+        return out
+
+    # -- splits ----------------------------------------------------------------------------------
+    def _from_split(self, call: Call, ns: Mapping[str, Any], used: set[str]) -> list[Artifact]:
+        t = [n for n in call.targets if n in ns]
+        if len(t) != len(call.targets) or len(t) < 2 or len(t) % 2:
+            return []
+        train_names, test_names = tuple(t[0::2][:2]), tuple(t[1::2][:2])
+        train = self._dataset(train_names, ns, Role.TRAIN, call.source)
+        test = self._dataset(test_names, ns, Role.TEST, call.source)
+        if train is None or test is None:
+            return []
+        train.test = test
+        self.memory.remember(train_names, test_names, ns)
+        used.update(t)
+        return [train, test]
+
+    # -- fits ------------------------------------------------------------------------------------
+    def _from_fit(self, call: Call, ns: Mapping[str, Any], used: set[str]) -> list[Artifact]:
+        receiver = call.func.rsplit(".", 1)[0]
+        model = ns.get(receiver)
+        if classify(model) not in _MODEL_KINDS and len(call.targets) == 1:
+            receiver = call.targets[0]  # clf = LogisticRegression().fit(X, y)
+            model = ns.get(receiver)
+        kind = classify(model) if model is not None else None
+        if kind not in _MODEL_KINDS or not callable(getattr(type(model), "predict", None)):
+            return []
+        if kind is Kind.SKLEARN_MODEL and not is_sklearn_fitted(model):
+            return []
+        names = tuple(a for a in call.args[:2] if a is not None)
+        train = None
+        if names and len(names) == len(call.args[:2]) and all(n in ns for n in names):
+            train = self._dataset(names, ns, Role.TRAIN, call.source)
+            test_names = self.memory.test_names_for(names, ns) or _conventional_test_names(names, ns)
+            if train is not None and test_names:
+                train.test = self._dataset(test_names, ns, Role.TEST, "")
+        used.add(receiver)
+        used.update(names)
+        test = train.test if train is not None else None
+        return [Model(obj=model, name=receiver, framework=framework_of(kind), train=train, test=test,
+                      source=call.source)]
+
+    def _from_torch_loop(self, intent: CellIntent, ns: Mapping[str, Any], used: set[str]) -> list[Artifact]:
+        models = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_MODEL]
+        loaders = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_LOADER]
+        train = self._from_loader(loaders[0], ns[loaders[0]], Role.TRAIN) if loaders else None
+        used.update(models)
+        return [Model(obj=ns[m], name=m, framework="torch", train=train, source="training loop") for m in models]
+
+    # -- loads -----------------------------------------------------------------------------------
+    def _from_load(self, call: Call, kinds: dict[str, Kind], ns: Mapping[str, Any],
+                   used: set[str]) -> list[Artifact]:
+        targets = [n for n in call.targets if n in kinds and n not in used]
+        if not targets:
+            return []
+        if len(targets) == 1:
+            name = targets[0]
+            kind, obj = kinds[name], ns[name]
+            used.add(name)
+            if kind is Kind.BUNCH:
+                return self._from_bunch(name, obj, call.source)
+            if kind is Kind.TORCH_LOADER:
+                ds = self._from_loader(name, obj, Role.UNKNOWN)
+                return [ds] if ds else []
+            if kind is Kind.TORCH_DATASET:
+                ds = self._from_torch_dataset(name, obj, Role.UNKNOWN)
+                return [ds] if ds else []
+            if kind in _DATA_KINDS:
+                partner = _label_partner(name, ns) if kind is Kind.ARRAY else None
+                names = (name, partner) if partner else (name,)
+                ds = self._dataset(names, ns, Role.UNKNOWN, call.source)
+                return [ds] if ds else []
+            return []
+        data = [n for n in targets if kinds[n] in _DATA_KINDS]
+        used.update(data)
+        ds = self._dataset(tuple(data[:2]), ns, Role.UNKNOWN, call.source) if data else None
+        return [ds] if ds else []
+
+    def _from_bunch(self, name: str, bunch: Any, source: str) -> list[Artifact]:
+        try:
+            X, y = bunch.get("data"), bunch.get("target")
+            features = bunch.get("feature_names")
+        except Exception:
+            return []
+        if X is None:
+            return []
+        names = None if features is None else [str(f) for f in list(features)[:10_000]]
+        return [Dataset(X=X, y=y, name=f"{name}.data, {name}.target", source=source, feature_names=names)]
+
+    def _from_loader(self, name: str, loader: Any, role: Role) -> Dataset | None:
+        try:
+            dataset = loader.dataset  # a plain attribute of torch's DataLoader; never iterate the loader
+        except Exception:
+            return None
+        return self._from_torch_dataset(f"{name}.dataset", dataset, role)
+
+    @staticmethod
+    def _from_torch_dataset(name: str, dataset: Any, role: Role) -> Dataset | None:
+        if type(dataset).__name__ != "TensorDataset" or not type(dataset).__module__.startswith("torch."):
+            return None
+        tensors = dataset.tensors
+        y = tensors[1] if len(tensors) > 1 else None
+        return Dataset(X=tensors[0], y=y, name=name, role=role, source="TensorDataset")
+
+    @staticmethod
+    def _model_files(intent: CellIntent) -> list[Artifact]:
+        return [ModelFile(path=c.path, loader=c.func, name=", ".join(c.targets), source=c.source)
+                for c in intent.file_loads if c.path]
+
+    def _leftovers(self, kinds: dict[str, Kind], ns: Mapping[str, Any], used: set[str],
+                   *, require_2d: bool) -> list[Artifact]:
+        """New arrays/frames not claimed above, paired X↔y by name."""
+        out: list[Artifact] = []
+        for name, kind in kinds.items():
+            if name in used or kind not in _DATA_KINDS:
+                continue
+            partner = _label_partner(name, ns)
+            if partner in used:
+                partner = None
+            if require_2d and kind is Kind.ARRAY and _ndim(ns[name]) != 2:
+                continue
+            names = (name, partner) if partner else (name,)
+            ds = self._dataset(names, ns, Role.UNKNOWN, "")
+            if ds is not None:
+                used.update(names)
+                out.append(ds)
+        return out
+
+    @staticmethod
+    def _dataset(names: tuple[str, ...], ns: Mapping[str, Any], role: Role, source: str) -> Dataset | None:
+        if not names or names[0] not in ns:
+            return None
+        X = ns[names[0]]
+        y = ns[names[1]] if len(names) > 1 and names[1] in ns else None
+        if classify(X) not in _DATA_KINDS:
+            return None
+        return Dataset(X=X, y=y, name=", ".join(names), role=role, source=source)
+
+
+def _ndim(obj: Any) -> int | None:
+    try:
+        shape = type(obj).shape.__get__(obj)  # class-level descriptor: no instance __getattr__
+        return len(shape)
+    except Exception:
+        return None

@@ -1,0 +1,172 @@
+"""Read a cell's source (never run it) and record what it intends: loads, fits, splits.
+
+The parse is the only work done for a cell before it runs. A cell whose text contains none of the
+trigger words is not parsed at all, so ordinary cells cost a regex search.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+#: Any of these substrings makes a cell worth parsing.
+_TRIGGER = re.compile(
+    r"fit|load|read_|split|make_|fetch_|Dataset|DataLoader|backward|\.step\(|genfromtxt|fromfile|Bunch"
+)
+_FIT_METHODS = {"fit", "fit_transform", "partial_fit", "fit_predict", "fit_resample"}
+_PANDAS_READERS = re.compile(r"read_(csv|parquet|excel|json|table|feather|hdf|pickle|sql\w*|orc|fwf|sas|spss|stata|xml|html|clipboard)$")
+_NUMPY_LOADERS = {"load", "loadtxt", "genfromtxt", "fromfile", "fromregex"}
+#: Loaders that execute code from the file they read (scanned by supply.* checks).
+_CODE_LOADERS = {"torch.load", "pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load",
+                 "pd.read_pickle", "pandas.read_pickle", "np.load", "numpy.load"}
+
+
+@dataclass
+class Call:
+    """One call the cell makes: what is called, the names bound to its result, its argument names."""
+
+    func: str  # dotted name as written, e.g. "pd.read_csv", "clf.fit"
+    targets: list[str] = field(default_factory=list)
+    args: list[str | None] = field(default_factory=list)  # plain-name arguments, None for expressions
+    source: str = ""
+    path: str | None = None  # first argument when it is a string literal
+    keywords: dict[str, object] = field(default_factory=dict)  # constant keyword arguments
+
+
+@dataclass
+class CellIntent:
+    """What a cell intends to do, from its AST."""
+
+    loads: list[Call] = field(default_factory=list)
+    fits: list[Call] = field(default_factory=list)
+    splits: list[Call] = field(default_factory=list)
+    file_loads: list[Call] = field(default_factory=list)
+    torch_training: bool = False
+    touched: set[str] = field(default_factory=set)  # receivers of method calls (may change in place)
+    names: set[str] = field(default_factory=set)  # every plain name the cell mentions
+
+    @property
+    def any(self) -> bool:
+        return bool(self.loads or self.fits or self.splits or self.file_loads or self.torch_training)
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else node.attr
+    if isinstance(node, ast.Call):
+        return _dotted(node.func)
+    return ""
+
+
+def _target_names(target: ast.AST) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        out: list[str] = []
+        for elt in target.elts:
+            out.extend(_target_names(elt.value if isinstance(elt, ast.Starred) else elt))
+        return out
+    return []
+
+
+def _is_load(func: str) -> bool:
+    leaf = func.rsplit(".", 1)[-1]
+    base = func.rsplit(".", 1)[0] if "." in func else ""
+    if _PANDAS_READERS.search(leaf):
+        return True
+    if base in {"np", "numpy"} and leaf in _NUMPY_LOADERS:
+        return True
+    if leaf.startswith(("load_", "fetch_", "make_")) or leaf in {"load", "loads"}:
+        return True
+    return leaf.endswith(("Dataset", "DataLoader")) or leaf in {"MNIST", "CIFAR10", "FashionMNIST"}
+
+
+def _is_code_loader(func: str, keywords: dict[str, object]) -> bool:
+    if func not in _CODE_LOADERS:
+        return False
+    if func in {"np.load", "numpy.load"}:
+        return keywords.get("allow_pickle") is True
+    return True
+
+
+class _Visitor(ast.NodeVisitor):
+    def __init__(self, source: str, intent: CellIntent) -> None:
+        self.source = source
+        self.intent = intent
+        self._pending_targets: list[str] = []
+        self._saw_backward = False
+        self._saw_step = False
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self._with_targets([n for t in node.targets for n in _target_names(t)], node.value)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self._with_targets(_target_names(node.target), node.value)
+
+    def _with_targets(self, targets: list[str], value: ast.AST) -> None:
+        saved, self._pending_targets = self._pending_targets, targets
+        self.visit(value)
+        self._pending_targets = saved
+
+    def visit_Name(self, node: ast.Name) -> None:
+        self.intent.names.add(node.id)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = _dotted(node.func)
+        targets, self._pending_targets = self._pending_targets, []  # only the outermost call gets them
+        if isinstance(node.func, ast.Attribute):
+            receiver = _dotted(node.func.value)
+            if receiver and "." not in receiver:
+                self.intent.touched.add(receiver)
+        call = self._make_call(node, func, targets)
+        leaf = func.rsplit(".", 1)[-1]
+        if leaf in _FIT_METHODS and isinstance(node.func, ast.Attribute):
+            self.intent.fits.append(call)
+        elif leaf == "train_test_split":
+            self.intent.splits.append(call)
+        elif _is_code_loader(func, call.keywords):
+            self.intent.file_loads.append(call)
+            self.intent.loads.append(call)
+        elif _is_load(func):
+            self.intent.loads.append(call)
+        if leaf == "backward":
+            self._saw_backward = True
+        if leaf == "step" and isinstance(node.func, ast.Attribute):
+            self._saw_step = True
+        self.intent.torch_training = self._saw_backward and self._saw_step
+        self.generic_visit(node)
+
+    def _make_call(self, node: ast.Call, func: str, targets: list[str]) -> Call:
+        args = [a.id if isinstance(a, ast.Name) else None for a in node.args]
+        keywords: dict[str, object] = {}
+        for kw in node.keywords:
+            if kw.arg and isinstance(kw.value, ast.Constant):
+                keywords[kw.arg] = kw.value.value
+        path = None
+        if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            path = node.args[0].value
+        elif isinstance(keywords.get("f"), str):
+            path = str(keywords["f"])
+        segment = ast.get_source_segment(self.source, node) or func
+        return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords)
+
+
+def parse_cell(source: str) -> CellIntent:
+    """Record a cell's loads, fits and splits. Never raises; a cell that does not parse intends nothing."""
+    intent = CellIntent()
+    if not source or not _TRIGGER.search(source):
+        return intent
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return intent
+    try:
+        _Visitor(source, intent).visit(tree)
+    except RecursionError:
+        return CellIntent()
+    return intent

@@ -1,0 +1,54 @@
+"""Shared fixtures: a real in-process IPython shell with the extension loaded, in a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path):
+    """Run the test with the working directory in a temp folder (audit logs land there)."""
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def shell(in_tmp):
+    """IPython's test shell (``start_ipython`` returns None after its first call; use get_ipython)."""
+    from IPython.testing.globalipapp import get_ipython
+
+    ip = get_ipython()
+    ip.run_line_magic("reset", "-f")
+    yield ip
+    if "mlsec_jupyter" in ip.extension_manager.loaded:
+        ip.run_line_magic("unload_ext", "mlsec_jupyter")
+
+
+@pytest.fixture
+def ip(shell):
+    """The shell with ``%load_ext mlsec_jupyter`` done."""
+    shell.run_line_magic("load_ext", "mlsec_jupyter")
+    yield shell
+
+
+def card_bundles(outputs) -> list[dict]:
+    """The risk-card JSON payloads among captured display outputs."""
+    from mlsec_jupyter.findings import CARD_MIME
+
+    return [o.data[CARD_MIME] for o in outputs if CARD_MIME in o.data]
+
+
+def run(ip, code: str):
+    """Run a cell like a user would; returns (result, captured outputs, stdout, stderr)."""
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as cap:
+        result = ip.run_cell(code, store_history=True)
+    return result, cap.outputs, cap.stdout, cap.stderr

@@ -1,0 +1,127 @@
+"""A real ipykernel: the card appears at once and is updated in place in the cell that made it (R6).
+
+The checks here are slow on purpose (a registered test check that takes ~1.5 s), so the cell that
+made the data has long finished, and another cell is running, when the updates arrive.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+SLOW_CHECK = """
+import time
+from mlsec_jupyter.checks.registry import register_check
+from mlsec_jupyter.findings import Finding
+
+@register_check("test.slow", applies_to="dataset", title="slow test check", force=True)
+def slow(*, X, budget):
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        budget.checkpoint()
+        time.sleep(0.02)
+    return [Finding("test.slow", "medium", "Slow check finished", "took 1.5 s")]
+"""
+
+
+@pytest.fixture
+def kernel(tmp_path: Path):
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
+                              extra_env={"PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        yield kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _execute(kc, code: str) -> str:
+    msg_id = kc.execute(code)
+    reply = kc.get_shell_msg(timeout=60)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return msg_id
+
+
+def _drain(kc, until: float) -> list[dict]:
+    messages = []
+    while time.monotonic() < until:
+        try:
+            messages.append(kc.get_iopub_msg(timeout=0.2))
+        except Exception:  # queue.Empty
+            continue
+    return messages
+
+
+def _wait_for(kc, predicate, timeout: float = 30.0) -> list[dict]:
+    """Collect IOPub messages until one satisfies ``predicate`` (no fixed sleeps)."""
+    messages, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.5)
+        except Exception:
+            continue
+        messages.append(msg)
+        if predicate(msg):
+            return messages
+    raise AssertionError(f"no matching IOPub message in {timeout} s; got {[m['msg_type'] for m in messages]}")
+
+
+def _card(msg: dict) -> dict | None:
+    data = msg.get("content", {}).get("data", {})
+    return data.get("application/vnd.mlsec.riskcard+json")
+
+
+def test_card_frame_comes_at_once_and_updates_reach_the_originating_cell(kernel):
+    kc = kernel
+    _execute(kc, "%load_ext mlsec_jupyter\n" + SLOW_CHECK)
+    t0 = time.monotonic()
+    cell = _execute(kc, "import numpy as np\nfrom sklearn.datasets import load_iris\n"
+                        "X, y = load_iris(return_X_y=True)")
+    reply_time = time.monotonic() - t0
+    other = kc.execute("import time; time.sleep(2.5); 'other cell done'")  # a later cell is running
+    messages = _wait_for(kc, lambda m: m["msg_type"] == "update_display_data"
+                         and (_card(m) or {}).get("status") == "done"
+                         and m["parent_header"].get("msg_id") == cell)
+
+    frames = [m for m in messages if m["msg_type"] == "display_data" and _card(m)]
+    assert reply_time < 1.4, "the cell waited for the checks"
+    assert len(frames) <= 1
+    updates = [m for m in messages if m["msg_type"] == "update_display_data" and _card(m)]
+    done = updates[-1]
+    card = _card(done)
+    assert {f["check"] for f in card["findings"]} >= {"data.integrity", "data.duplicates", "test.slow"}
+    # routed to the cell that made the data, with the frame's display id
+    assert done["parent_header"]["msg_id"] == cell
+    assert done["content"]["transient"]["display_id"] == card["card_id"]
+    assert "text/html" in done["content"]["data"] and "text/plain" in done["content"]["data"]
+    # a copy also went to the running cell for clients that only follow the running cell (nbclient)
+    assert any(m["parent_header"].get("msg_id") == other for m in updates)
+    # and nothing leaked into the running cell as stream or error output
+    leaked = [m for m in messages if m["msg_type"] in ("stream", "error")
+              and m["parent_header"].get("msg_id") in (cell, other)]
+    assert not leaked, leaked
+
+
+def test_hooks_add_no_error_output_and_interrupting_a_cell_cancels_checks(kernel):
+    kc = kernel
+    _execute(kc, "%load_ext mlsec_jupyter\n" + SLOW_CHECK)
+    cell = kc.execute("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)\n"
+                      "raise KeyboardInterrupt")
+    msgs = _wait_for(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                     and m["parent_header"].get("msg_id") == cell)
+    errors = [m for m in msgs if m["msg_type"] == "error"]
+    assert [e["content"]["ename"] for e in errors] == ["KeyboardInterrupt"]  # the user's own, unchanged
+    assert not [m for m in msgs if _card(m)]
+    status_id = kc.execute("%mlsec status")
+    out = _wait_for(kc, lambda m: m["msg_type"] == "stream" and "mlsec-jupyter" in m["content"]["text"]
+                    and m["parent_header"].get("msg_id") == status_id)
+    assert "Error in callback" not in "".join(m["content"].get("text", "") for m in out)

@@ -1,0 +1,70 @@
+"""The example notebooks, executed by nbclient in a real kernel: the saved cards are complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from mlsec_jupyter.findings import CARD_MIME
+
+pytestmark = pytest.mark.kernel
+NOTEBOOKS = Path(__file__).parents[1] / "example-notebooks"
+
+
+def _execute(name: str, tmp_path: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    saved = tmp_path / name
+    nbformat.write(nb, saved)
+    return nbformat.read(saved, as_version=4)
+
+
+def _cards(cell) -> list[dict]:
+    return [o["data"][CARD_MIME] for o in cell.get("outputs", []) if CARD_MIME in o.get("data", {})]
+
+
+def _cell(nb, text: str):
+    return next(c for c in nb.cells if c.cell_type == "code" and text in c.source)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_every_example_notebook_runs_and_saves_only_finished_cards(name, tmp_path):
+    nb = _execute(name, tmp_path)
+    cards = [card for cell in nb.cells if cell.cell_type == "code" for card in _cards(cell)]
+    assert cards, "the notebook shows no risk card"
+    for card in cards:
+        assert card["status"] == "done", card["subject"]
+        assert all(run["status"] in ("done", "skipped") for run in card["checks"]), card["checks"]
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", out
+            if CARD_MIME in out.get("data", {}):
+                html = out["data"]["text/html"]
+                assert "<script" not in html.lower() and "http://" not in html and "https://" not in html
+                json.dumps(out["data"][CARD_MIME])
+
+
+def test_quickstart_cards_show_the_planted_problems(tmp_path):
+    nb = _execute("01-quickstart.ipynb", tmp_path)
+    assert len(_cards(_cell(nb, "load_breast_cancer(return_X_y=True)"))) == 1
+    assert len(_cards(_cell(nb, "train_test_split(X, y"))) == 1
+    assert _cards(_cell(nb, "X_train[:5, 0] = np.nan")) == []  # builds arrays only: no card
+    (card,) = _cards(_cell(nb, "clf.fit(X_train, y_train)"))
+    assert card["subject"].startswith("clf (sklearn) fitted on X_train, y_train")
+    by_check: dict[str, dict] = {}
+    for f in card["findings"]:
+        for key, value in f["metrics"].items():
+            by_check.setdefault(f["check"], {}).setdefault(key, value)
+    assert by_check["data.integrity"]["nan_count"] == 5
+    assert by_check["data.duplicates"]["train_test_overlap"] == 8
+    assert by_check["data.duplicates"]["conflicting_label_duplicates"] >= 10
+    severities = {f["severity"] for f in card["findings"]}
+    assert severities & {"medium", "high"}
+    # the cell's own output (the fitted model's repr) is still there
+    fit_cell = _cell(nb, "clf.fit(X_train, y_train)")
+    assert any(o.get("output_type") == "execute_result" for o in fit_cell.outputs)
