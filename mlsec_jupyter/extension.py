@@ -67,18 +67,18 @@ class CardDisplay:
         bundle = card._repr_mimebundle_()
         pub = self.shell.display_pub
         parent = self._parents.get(card.card_id)
+        if card.status == "done":
+            self._parents.pop(card.card_id, None)
         if parent and hasattr(pub, "set_thread_parent"):
             token = pub.set_thread_parent(parent)
             try:
                 update_display(bundle, raw=True, display_id=card.card_id)
             finally:
                 pub.reset_thread_parent(token)
-            current = getattr(pub, "parent_header", {}) or {}
-            if current.get("header", {}).get("msg_id") == parent.get("header", {}).get("msg_id"):
+            current = getattr(pub, "parent_header", None) or {}  # the latest cell's, in this thread
+            if current.get("msg_id") == parent.get("msg_id"):
                 return
         update_display(bundle, raw=True, display_id=card.card_id)
-        if card.status == "done":
-            self._parents.pop(card.card_id, None)
 
 
 class Extension:

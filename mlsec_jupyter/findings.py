@@ -51,14 +51,26 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
+#: Strings and collections in the card JSON are cut to these sizes (a 100 KB column name
+#: must not bloat the saved notebook).
+MAX_JSON_STRING = 1000
+MAX_JSON_ITEMS = 1000
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_JSON_STRING else text[: MAX_JSON_STRING - 1] + "…"
+
+
 def _jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays and tuples into plain JSON types (NaN/inf become None)."""
+    """Turn numpy scalars/arrays and tuples into plain JSON types (NaN/inf become None),
+    cutting long strings and collections."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
+        items = list(value.items())[:MAX_JSON_ITEMS]
+        return {_cut(str(k)): _jsonable(v) for k, v in items}
     if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
+        value = value.ravel()[:MAX_JSON_ITEMS].tolist()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in list(value)[:MAX_JSON_ITEMS]]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -66,9 +78,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         f = float(value)
         return f if np.isfinite(f) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
+    if value is None:
+        return None
+    return _cut(value if isinstance(value, str) else str(value))
 
 
 @dataclass(frozen=True)
@@ -102,14 +114,14 @@ class Finding:
         return {
             "check": self.check,
             "severity": self.severity.label,
-            "title": self.title,
-            "summary": self.summary,
+            "title": _cut(self.title),
+            "summary": _cut(self.summary),
             "metrics": _jsonable(self.metrics),
             "indices": list(shown),
             "n_indices": len(self.indices),
-            "recommendation": self.recommendation,
-            "references": list(self.references),
-            "target": self.target,
+            "recommendation": _cut(self.recommendation),
+            "references": [_cut(str(r)) for r in self.references[:MAX_JSON_ITEMS]],
+            "target": _cut(self.target),
         }
 
     @classmethod
@@ -157,9 +169,9 @@ class CheckRun:
     def to_dict(self) -> dict[str, Any]:
         return {
             "check": self.check,
-            "target": self.target,
+            "target": _cut(self.target),
             "status": self.status.value,
-            "message": self.message,
+            "message": _cut(self.message),
             "seconds": None if self.seconds is None else round(self.seconds, 4),
             "sampled": self.sampled,
         }
@@ -231,6 +243,18 @@ class RiskCard:
                 return 1.0
             return sum(r.status.finished for r in self._runs) / len(self._runs)
 
+    def visible(self) -> tuple[list[Finding], int]:
+        """Findings at or above :attr:`min_severity`, and how many are hidden below it."""
+        found = self.findings
+        shown = [f for f in found if f.severity >= self.min_severity]
+        return shown, len(found) - len(shown)
+
+    @property
+    def several_targets(self) -> bool:
+        """True when findings are about more than one artifact, so each must name its target."""
+        with self._lock:
+            return len({f.target for f in self._findings}) > 1
+
     @property
     def max_severity(self) -> Severity:
         found = self.findings
@@ -244,7 +268,7 @@ class RiskCard:
             return {
                 "version": CARD_VERSION,
                 "card_id": self.card_id,
-                "subject": self.subject,
+                "subject": _cut(self.subject),
                 "cell_id": self.cell_id,
                 "execution_count": self.execution_count,
                 "status": self.status,

@@ -219,12 +219,14 @@ class Runner:
         t.start()
 
     def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None or not self._run_job(job):
-                return  # shut down, or replaced while stuck in an abandoned check
+        # no local name keeps the last job (and the user's data in it) alive while waiting (R8)
+        while self._run_job(self._queue.get()):
+            pass
 
-    def _run_job(self, job: _Job) -> bool:
+    def _run_job(self, job: _Job | None) -> bool:
+        """Run one job; ``False`` tells the worker to exit (shutdown, or replaced while stuck)."""
+        if job is None:
+            return False
         if job.budget.cancel_event.is_set():
             self._finish(job, Outcome(CheckStatus.CANCELLED, message="cancelled"))
             return True

@@ -116,7 +116,7 @@ def test_split_then_fit_reports_train_test_overlap(ip):
 
 
 def test_failed_cell_keeps_its_error_and_gets_no_card(ip):
-    result, outputs, _, _ = run(ip, "X, y = load_breast_cancer(return_X_y=True)\n1/0")
+    result, outputs, _, _ = run(ip, LOAD_CELL + "\n1/0")
     assert isinstance(result.error_in_exec, ZeroDivisionError)
     assert card_bundles(outputs) == []
 
@@ -184,6 +184,18 @@ def test_checks_do_not_touch_user_data_or_global_rngs(ip):
     assert (X.tobytes(), X.flags.writeable, X.strides) == before
     state, py_state = ip.user_ns["rng_before"]
     assert np.array_equal(np.random.get_state()[1], state) and random.getstate() == py_state
+
+
+def test_checked_data_is_freed_after_del(ip):
+    import gc
+    import weakref
+
+    run(ip, "import numpy as np\nfrom sklearn.datasets import make_classification\n"
+            "Xbig, ybig = make_classification(n_samples=20_000, n_features=50, random_state=0)")
+    ref = weakref.ref(ip.user_ns["Xbig"])
+    run(ip, "del Xbig, ybig")
+    gc.collect()
+    assert ref() is None, gc.get_referrers(ref())
 
 
 # -- magics ---------------------------------------------------------------------------------------

@@ -1,0 +1,1134 @@
+"""Turn whatever the user passed as ``X`` / ``y`` into a safe numeric copy for the data checks.
+
+Every data check starts here (reliability §4, B1–B29)::
+
+    table = prepare_features(X, budget)              # Table: float64 copy of the rows used
+    labels = prepare_labels(y, table.rows, budget)   # Labels: integer codes, -1 = missing
+
+Rules kept by every function in this module:
+
+* the user's object is only read, never written, consumed or iterated (streams are refused);
+* objects are classified by their *type* (module path and MRO), never by ``repr()``,
+  ``hasattr()`` or instance attributes of unknown objects (B30);
+* pandas, scipy and torch are imported only when the object's type says it comes from them;
+* big data is sampled with :meth:`Budget.sample_rows` (private RNG, sorted rows) *before* anything
+  is converted, so memory stays within :data:`MAX_CELLS` float64 cells;
+* what cannot be checked raises :class:`UnsupportedData` with a sentence the card can show.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import fractions
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .budget import Budget
+
+#: At most this many float64 cells (256 MB) are materialised for one table.
+MAX_CELLS = 32_000_000
+#: Column names and example values are cut to this many characters.
+MAX_NAME = 80
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Integers beyond this magnitude are not exactly representable as float64.
+EXACT_INT_LIMIT = 2**53
+#: Float labels with non-integer values and more distinct values than this are "continuous" (B13).
+CONTINUOUS_MIN_DISTINCT = 10
+
+_LAZY_ROOTS = {"dask", "polars", "modin", "cudf", "pyspark", "ray", "vaex", "xarray", "ibis", "duckdb"}
+
+# value kinds found in object columns
+_MISSING, _BOOL, _NUMBER, _STR, _BYTES, _DATETIME, _OTHER = range(7)
+_KIND_WORDS = {_BOOL: "booleans", _NUMBER: "numbers", _STR: "text values", _BYTES: "bytes values",
+               _DATETIME: "dates", _OTHER: "other objects"}
+_CENSUS: dict[type, int] = {
+    type(None): _MISSING, bool: _BOOL, np.bool_: _BOOL, int: _NUMBER, float: _NUMBER,
+    decimal.Decimal: _NUMBER, fractions.Fraction: _NUMBER, str: _STR, np.str_: _STR,
+    bytes: _BYTES, np.bytes_: _BYTES, _dt.datetime: _DATETIME, _dt.date: _DATETIME,
+    np.datetime64: _DATETIME,
+}
+_NS_PER_UNIT = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "m": 60 * 10**9, "s": 10**9, "ms": 10**6,
+                "us": 10**3, "ns": 1, "ps": 1e-3, "fs": 1e-6, "as": 1e-9}
+
+
+class UnsupportedData(Exception):
+    """The input cannot be checked; ``message`` says why and what to do. Checks turn it into a finding.
+
+    ``severity`` is ``"info"`` for inputs that are deliberately not read (streams, lazy frames) and
+    ``"low"`` for data that is there but unusable (empty, complex, ragged).
+    """
+
+    def __init__(self, message: str, *, severity: str = "low") -> None:
+        super().__init__(message)
+        self.message = message
+        self.severity = severity
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A dtype problem found while converting one column (reported by ``data.integrity``).
+
+    ``kind`` is one of ``mixed_types``, ``numbers_as_text``, ``float16``, ``beyond_float32``,
+    ``int_precision``, ``unreadable_objects``; ``count`` is how many values are affected.
+    """
+
+    kind: str
+    column: str
+    message: str
+    count: int = 0
+
+
+@dataclass
+class Table:
+    """A float64 copy of (a sample of) the user's features.
+
+    ``values[i]`` is the user's row ``rows[i]`` (``rows is None``: all rows, in order). Missing values
+    are NaN; text/categorical columns hold integer codes whose keys are in ``categories[j]``;
+    ``column_kinds[j]`` is one of numeric, categorical, text, bool, datetime, mixed, object
+    ("object" columns hold values that could not be read; they are all NaN and should be ignored).
+    """
+
+    values: np.ndarray
+    rows: np.ndarray | None
+    n_rows_total: int
+    columns: list[str]
+    column_kinds: list[str]
+    notes: list[str] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    categories: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows in :attr:`values` (the sample size when sampled)."""
+        return int(self.values.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def sampled(self) -> bool:
+        return self.rows is not None
+
+    @property
+    def readable(self) -> np.ndarray:
+        """Boolean mask of columns whose values mean something (not ``object`` kind)."""
+        return np.array([k != "object" for k in self.column_kinds], dtype=bool)
+
+    def positions(self, local: Any = None) -> np.ndarray:
+        """Original row positions of local row indices (all rows when ``local`` is None)."""
+        local_idx = np.arange(self.n_rows) if local is None else np.asarray(local, dtype=np.int64)
+        return local_idx if self.rows is None else self.rows[local_idx]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Labels as integer codes (``-1`` = missing: None, NaN, pd.NA, ±inf).
+
+    ``classes[c]`` is the text of code ``c``. For continuous targets ``classes`` is empty, ``codes``
+    only identify distinct values and ``values`` holds the numbers. ``target_type`` is ``binary``
+    (at most two classes, as in scikit-learn's ``type_of_target``), ``multiclass``, ``continuous``
+    or ``unknown`` (no valid label).
+    """
+
+    codes: np.ndarray
+    classes: list[str]
+    n_missing: int
+    target_type: str
+    values: np.ndarray | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per class, in class order (``{}`` for continuous or unknown targets)."""
+        if not self.classes:
+            return {}
+        counts = np.bincount(self.codes[self.codes >= 0], minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+
+@dataclass
+class _Col:
+    """One converted column."""
+
+    values: np.ndarray
+    kind: str
+    keys: list[str] | None = None
+    issues: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, message, count)
+
+
+# --------------------------------------------------------------------------------------------------
+# type inspection (class level only)
+# --------------------------------------------------------------------------------------------------
+def _type_name(obj: Any) -> str:
+    """``module.Qualname`` of the object's type, without touching the object."""
+    tp = type(obj)
+    try:
+        module = tp.__module__ or ""
+        name = tp.__qualname__
+    except Exception:  # a hostile metaclass
+        return "unknown type"
+    return name if module == "builtins" else f"{module}.{name}"
+
+
+def _mro_names(tp: type) -> set[str]:
+    try:
+        return {f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__}
+    except Exception:
+        return set()
+
+
+def _class_has(tp: type, name: str) -> bool:
+    try:
+        return any(name in vars(c) for c in tp.__mro__)
+    except Exception:
+        return False
+
+
+def _is_torch_tensor(tp: type) -> bool:
+    return _module_of(tp).startswith("torch") and "torch.Tensor" in _mro_names(tp)
+
+
+def _is_stream(tp: type) -> bool:
+    if tp is types.GeneratorType or tp is types.AsyncGeneratorType:
+        return True
+    if "torch.utils.data.dataset.IterableDataset" in _mro_names(tp):
+        return True
+    return _class_has(tp, "__next__") or _class_has(tp, "__anext__")
+
+
+def _module_of(tp: type) -> str:
+    try:
+        return str(tp.__module__ or "")
+    except Exception:
+        return ""
+
+
+def _is_pandas_missing(value: Any) -> bool:
+    tp = type(value)
+    return _module_of(tp).startswith("pandas") and tp.__name__ in {"NAType", "NaTType"}
+
+
+def _root_module(obj: Any) -> str:
+    return _module_of(type(obj)).split(".", 1)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------------
+def _short(text: str, limit: int = MAX_NAME) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_NAME_TYPES = (str, int, float, bool, np.integer, np.floating, np.str_, np.bool_)
+
+
+def _plain_scalar(value: Any) -> bool:
+    """A built-in or numpy scalar, whose ``str()`` runs no user code."""
+    return isinstance(value, _NAME_TYPES) and _module_of(type(value)) in ("builtins", "numpy")
+
+
+def _label_text(value: Any, position: int) -> str:
+    """A column label as text: plain scalars and tuples of them (MultiIndex), else the position (B5)."""
+    if type(value) is tuple and value and all(_plain_scalar(v) for v in value):
+        return " / ".join(str(v) for v in value)
+    if _plain_scalar(value):
+        return str(value)
+    return f"column {position}"
+
+
+def _unique_names(raw: Sequence[str]) -> list[str]:
+    """Truncate names and make repeated ones unique: ``a``, ``a (2)``... (B5)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in raw:
+        name = _short(name)
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _names_from(feature_names: Any) -> list[str] | None:
+    if feature_names is None:
+        return None
+    if isinstance(feature_names, np.ndarray) or type(feature_names) in (list, tuple):
+        return [_label_text(v, i) for i, v in enumerate(list(feature_names))]
+    if _module_of(type(feature_names)).startswith("pandas") and type(feature_names).__name__.endswith("Index"):
+        return [_label_text(v, i) for i, v in enumerate(feature_names.tolist())]
+    return None
+
+
+def _row_limit(n_features: int, budget: Budget, name: str) -> int:
+    if n_features > MAX_CELLS:
+        raise UnsupportedData(f"{name} has {n_features:,} features per row; one row is over the "
+                              f"{MAX_CELLS:,}-value memory budget, so it was not checked.")
+    return min(budget.max_rows, max(1, MAX_CELLS // max(n_features, 1)))
+
+
+def _sample_rows(n_rows: int, n_features: int, budget: Budget, name: str) -> np.ndarray | None:
+    """Sorted row positions to read, or None for all rows (B16, B17)."""
+    limit = _row_limit(n_features, budget, name)
+    what = "rows" if name == "X" else f"rows of {name}"
+    if n_rows <= limit:
+        return None
+    if limit >= budget.max_rows:
+        return budget.sample_rows(n_rows, what=what)
+    idx = np.sort(budget.rng().choice(n_rows, size=limit, replace=False))
+    budget.note(f"sampled {limit:,} of {n_rows:,} {what} ({n_features:,} features each, memory budget)")
+    return idx
+
+
+def _check_rows_features(n_rows: int, n_features: int, shape: tuple[int, ...], name: str) -> None:
+    if n_rows == 0:
+        raise UnsupportedData(f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 is "
+                              f"required: {name} is empty, nothing to check.")
+    if n_features == 0:
+        raise UnsupportedData(f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is "
+                              f"required: {name} has no columns, nothing to check.")
+
+
+def _complex_error(name: str, dtype: Any) -> UnsupportedData:
+    return UnsupportedData(f"Complex data not supported: {name} has dtype {dtype}. Split it into real "
+                           f"and imaginary parts (np.real / np.imag) to check it.")
+
+
+# --------------------------------------------------------------------------------------------------
+# value keys (shared by object columns, categoricals and train/test alignment)
+# --------------------------------------------------------------------------------------------------
+def _census(value: Any) -> int:
+    kind = _CENSUS.get(type(value))
+    if kind is not None:
+        return kind
+    if isinstance(value, np.generic):
+        if isinstance(value, (np.integer, np.floating)):
+            return _NUMBER
+        if isinstance(value, np.timedelta64):
+            return _OTHER
+    if _is_pandas_missing(value):
+        return _MISSING
+    if _module_of(type(value)).startswith("pandas") and type(value).__name__ == "Timestamp":
+        return _DATETIME
+    return _OTHER
+
+
+def _to_float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _number_key(x: float) -> str:
+    return "n:" + repr(float(x) + 0.0)
+
+
+def _datetime_ns(value: Any) -> float:
+    """Nanoseconds since 1970 (UTC for aware datetimes) of a date, datetime, Timestamp or datetime64."""
+    if isinstance(value, np.datetime64):
+        return _datetime64_ns(np.asarray(value).reshape(1))[0]
+    if not isinstance(value, _dt.datetime):
+        value = _dt.datetime(value.year, value.month, value.day)
+    extra = int(value.nanosecond) if _module_of(type(value)).startswith("pandas") else 0
+    if value.tzinfo is not None:
+        value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    micros = (value - _dt.datetime(1970, 1, 1)) // _dt.timedelta(microseconds=1)
+    return float(micros * 1000 + extra)
+
+
+def _value_key(value: Any, kind: int) -> str | None:
+    """A text key that is equal exactly when two values are the same (None: missing or unreadable)."""
+    if kind in (_BOOL, _NUMBER):
+        x = _to_float(value)
+        return None if x != x else _number_key(x)
+    if kind == _STR:
+        return "s:" + str.__str__(value)
+    if kind == _BYTES:
+        return "b:" + bytes(value).decode("latin-1")
+    if kind == _DATETIME:
+        ns = _datetime_ns(value)
+        return None if ns != ns else "d:" + repr(ns)
+    return None
+
+
+def _key_display(key: str) -> str:
+    return key[2:]
+
+
+# --------------------------------------------------------------------------------------------------
+# column converters
+# --------------------------------------------------------------------------------------------------
+def _datetime64_ns(a: np.ndarray) -> np.ndarray:
+    """datetime64 / timedelta64 array -> float64 nanoseconds, NaT -> NaN."""
+    unit, count = np.datetime_data(a.dtype)
+    if unit in ("Y", "M", "W", "generic"):
+        a = a.astype("datetime64[D]" if a.dtype.kind == "M" else "timedelta64[D]") if unit != "generic" else a
+        unit, count = np.datetime_data(a.dtype)
+    raw = a.view(np.int64)
+    out = raw.astype(np.float64) * (_NS_PER_UNIT.get(unit, 1) * count)
+    out[raw == np.iinfo(np.int64).min] = np.nan
+    return out
+
+
+def _object_array(items: list[Any]) -> np.ndarray:
+    """A 1-D object array of ``items`` (never a fixed-width string array, whose size is set by the
+    longest string)."""
+    return np.fromiter(items, dtype=object, count=len(items))
+
+
+def _codes_from_keys(keys: list[str | None]) -> tuple[np.ndarray, list[str]]:
+    """Integer codes (NaN for None) in sorted-key order."""
+    present = [k for k in keys if k is not None]
+    out = np.full(len(keys), np.nan)
+    if not present:
+        return out, []
+    uniq, inv = np.unique(_object_array(present), return_inverse=True)
+    mask = np.fromiter((k is not None for k in keys), dtype=bool, count=len(keys))
+    out[mask] = inv.reshape(-1)
+    return out, [str(u) for u in uniq]
+
+
+def _numeric_column(a: np.ndarray, name: str) -> _Col:
+    """A 1-D array of a numpy scalar dtype (not object) -> float64."""
+    kind = a.dtype.kind
+    if kind == "c":
+        raise _complex_error(f"column '{name}'", a.dtype)
+    if kind in "US":
+        return _text_column(a, name)
+    if kind in "Mm":
+        return _Col(_datetime64_ns(a), "datetime")
+    if kind == "V":
+        n = len(a)
+        return _Col(np.full(n, np.nan), "object",
+                    issues=[("unreadable_objects", f"column '{name}' holds raw bytes (dtype {a.dtype}); "
+                                                   f"it was not checked", n)])
+    with np.errstate(all="ignore"):
+        values = a.astype(np.float64)
+    issues = []
+    if kind == "b":
+        return _Col(values, "bool")
+    if kind in "iu" and a.dtype.itemsize >= 8 and a.size:
+        big = int(np.count_nonzero((a > EXACT_INT_LIMIT) | (a < -EXACT_INT_LIMIT))) if kind == "i" \
+            else int(np.count_nonzero(a > EXACT_INT_LIMIT))
+        if big:
+            issues.append(("int_precision", f"column '{name}' has {big:,} integers beyond 2**53, which "
+                                            f"float64 cannot hold exactly", big))
+    if kind == "f":
+        if a.dtype.itemsize == 2:
+            issues.append(("float16", f"column '{name}' is float16 (about 3 significant digits)", len(a)))
+        elif a.dtype.itemsize >= 8:
+            beyond = int(np.count_nonzero(np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)))
+            if beyond:
+                issues.append(("beyond_float32", f"column '{name}' has {beyond:,} values beyond float32 "
+                                                 f"max (3.4e38)", beyond))
+    return _Col(values, "numeric", issues=issues)
+
+
+def _text_column(a: np.ndarray, name: str, missing: np.ndarray | None = None) -> _Col:
+    """Strings (a numpy U/S array, or an object array of str or of bytes; ``missing`` marks entries
+    that were None/NaN) -> numbers when every string is a number, else codes."""
+    n = len(a)
+    valid = np.ones(n, dtype=bool) if missing is None else ~missing
+    present = a[valid]
+    uniq, inv = np.unique(present, return_inverse=True)
+    parsed = np.array([_parse_float(u) for u in uniq], dtype=np.float64) if len(uniq) else np.empty(0)
+    numeric = ~np.isnan(parsed) | np.array([_is_nan_text(u) for u in uniq], dtype=bool)
+    counts = np.bincount(inv.reshape(-1), minlength=len(uniq))
+    n_numeric = int(counts[numeric].sum()) if len(uniq) else 0
+    values = np.full(n, np.nan)
+    if len(uniq) and numeric.all():
+        values[valid] = parsed[inv.reshape(-1)]
+        issue = ("numbers_as_text", f"column '{name}' holds {n_numeric:,} numbers stored as text", n_numeric)
+        return _Col(values, "text", issues=[issue])
+    keys = ["b:" + u.decode("latin-1") if isinstance(u, bytes) else "s:" + str(u) for u in uniq]
+    values[valid] = inv.reshape(-1)
+    issues = []
+    if len(uniq) and n_numeric >= 0.5 * len(present):
+        bad = uniq[~numeric][0]
+        bad_text = bad.decode("latin-1") if isinstance(bad, bytes) else str(bad)
+        issues.append(("numbers_as_text", f"column '{name}' holds mostly numbers stored as text, with "
+                                          f"{len(present) - n_numeric:,} entries that are not numbers "
+                                          f"(e.g. '{_short(bad_text, 20)}')", n_numeric))
+    return _Col(values, "text", keys=keys, issues=issues)
+
+
+def _parse_float(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _is_nan_text(text: Any) -> bool:
+    try:
+        return bool(np.isnan(float(text)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _object_column(a: np.ndarray, name: str) -> _Col:
+    """A 1-D object array: classify every value by exact type, then convert (B3)."""
+    n = len(a)
+    kinds = np.fromiter((_census(v) for v in a), dtype=np.int8, count=n)
+    found = {int(k) for k in np.unique(kinds)} - {_MISSING}
+    missing = kinds == _MISSING
+    if not found:
+        return _Col(np.full(n, np.nan), "numeric")
+    if found <= {_BOOL, _NUMBER}:
+        values = np.full(n, np.nan)
+        values[~missing] = [_to_float(v) for v in a[~missing]]
+        return _Col(values, "bool" if found == {_BOOL} else "numeric")
+    if found == {_STR} or found == {_BYTES}:
+        blank = "" if found == {_STR} else b""
+        texts = _object_array([blank if k == _MISSING else str.__str__(v) if k == _STR else bytes(v)
+                               for v, k in zip(a, kinds)])
+        return _text_column(texts, name, missing)
+    if found == {_DATETIME}:
+        values = np.full(n, np.nan)
+        values[~missing] = [_datetime_ns(v) for v in a[~missing]]
+        return _Col(values, "datetime")
+    return _mixed_column(a, kinds, found, name)
+
+
+def _mixed_column(a: np.ndarray, kinds: np.ndarray, found: set[int], name: str) -> _Col:
+    issues = []
+    other = int(np.count_nonzero(kinds == _OTHER))
+    if other:
+        example = next(_type_name(v) for v, k in zip(a, kinds) if k == _OTHER)
+        issues.append(("unreadable_objects", f"column '{name}' holds {other:,} values of type "
+                                             f"{_short(example, 40)} that cannot be compared; they were "
+                                             f"treated as missing", other))
+    readable = found - {_OTHER}
+    if not readable:
+        return _Col(np.full(len(a), np.nan), "object", issues=issues)
+    keys = [_value_key(v, int(k)) for v, k in zip(a, kinds)]
+    values, categories = _codes_from_keys(keys)
+    if len(readable) > 1:
+        parts = [f"{_KIND_WORDS[k]} ({int(np.count_nonzero(kinds == k)):,})" for k in sorted(readable)]
+        issues.append(("mixed_types", f"column '{name}' mixes {', '.join(parts[:-1])} and {parts[-1]}",
+                       int(np.count_nonzero(kinds != _MISSING))))
+    return _Col(values, "mixed" if len(readable) > 1 else "categorical", keys=categories, issues=issues)
+
+
+def _array_column(a: np.ndarray, name: str) -> _Col:
+    return _object_column(a, name) if a.dtype.kind == "O" else _numeric_column(a, name)
+
+
+# --------------------------------------------------------------------------------------------------
+# assembling a table
+# --------------------------------------------------------------------------------------------------
+def _assemble(cols: list[_Col], names: list[str], rows: np.ndarray | None, n_total: int,
+              notes: list[str], budget: Budget) -> Table:
+    n = len(cols[0].values) if cols else 0
+    values = np.empty((n, len(cols)), dtype=np.float64)
+    issues, categories = [], {}
+    for j, (col, name) in enumerate(zip(cols, names)):
+        values[:, j] = col.values
+        issues.extend(Issue(kind, name, message, count) for kind, message, count in col.issues)
+        if col.keys is not None:
+            categories[j] = col.keys
+    for note in notes:
+        budget.note(note)
+    return Table(values=values, rows=rows, n_rows_total=n_total, columns=names,
+                 column_kinds=[c.kind for c in cols], notes=list(notes), issues=issues, categories=categories)
+
+
+def _final_names(own: list[str] | None, feature_names: Any, k: int, notes: list[str]) -> list[str]:
+    given = _names_from(feature_names)
+    if own is None and given is not None:
+        if len(given) == k:
+            own = given
+        else:
+            notes.append(f"feature_names has {len(given)} names but X has {k} columns; columns are named "
+                         f"by position")
+    return _unique_names(own if own is not None else [str(j) for j in range(k)])
+
+
+def _dense_table(a: np.ndarray, rows: np.ndarray | None, n_total: int, feature_names: Any,
+                 notes: list[str], budget: Budget, name: str, own_names: list[str] | None = None) -> Table:
+    """A 2-D (or structured 1-D) numpy sample that we may read freely -> Table."""
+    if a.dtype.names:
+        cols, raw_names = [], []
+        for field_name in a.dtype.names:
+            sub = a[field_name]
+            if sub.ndim == 1:
+                cols.append(sub)
+                raw_names.append(str(field_name))
+            else:
+                flat = sub.reshape(len(sub), -1)
+                cols.extend(flat[:, i] for i in range(flat.shape[1]))
+                raw_names.extend(f"{field_name}[{i}]" for i in range(flat.shape[1]))
+        names = _final_names(raw_names, None, len(cols), notes)
+        return _assemble([_array_column(c, nm) for c, nm in zip(cols, names)], names, rows, n_total, notes, budget)
+    names = _final_names(own_names, feature_names, a.shape[1], notes)
+    if a.dtype.kind in "biuf" and a.dtype.itemsize <= 8:
+        return _fast_numeric(a, names, rows, n_total, notes, budget)
+    cols = []
+    for j in range(a.shape[1]):
+        cols.append(_array_column(a[:, j], names[j]))
+        if j % 64 == 63:
+            budget.checkpoint()
+    return _assemble(cols, names, rows, n_total, notes, budget)
+
+
+def _fast_numeric(a: np.ndarray, names: list[str], rows: np.ndarray | None, n_total: int,
+                  notes: list[str], budget: Budget) -> Table:
+    """Whole-array conversion for plain bool/int/float data (the common case)."""
+    with np.errstate(all="ignore"):
+        values = np.array(a, dtype=np.float64, order="C", copy=True)
+    kind = a.dtype.kind
+    issues: list[Issue] = []
+    if kind == "f" and a.dtype.itemsize == 2:
+        issues = [Issue("float16", nm, f"column '{nm}' is float16 (about 3 significant digits)", len(a))
+                  for nm in names]
+    elif kind == "f" and a.dtype.itemsize == 8 and values.size:
+        with np.errstate(invalid="ignore"):
+            beyond = (np.abs(values) > FLOAT32_MAX) & np.isfinite(values)
+        for j in np.flatnonzero(beyond.any(axis=0)):
+            count = int(beyond[:, j].sum())
+            issues.append(Issue("beyond_float32", names[j], f"column '{names[j]}' has {count:,} values "
+                                                            f"beyond float32 max (3.4e38)", count))
+    elif kind in "iu" and a.dtype.itemsize == 8 and a.size:
+        big = (a > EXACT_INT_LIMIT) | (a < -EXACT_INT_LIMIT) if kind == "i" else a > EXACT_INT_LIMIT
+        for j in np.flatnonzero(big.any(axis=0)):
+            count = int(big[:, j].sum())
+            issues.append(Issue("int_precision", names[j], f"column '{names[j]}' has {count:,} integers "
+                                                           f"beyond 2**53, which float64 cannot hold "
+                                                           f"exactly", count))
+    for note in notes:
+        budget.note(note)
+    kinds = ["bool" if kind == "b" else "numeric"] * values.shape[1]
+    return Table(values=values, rows=rows, n_rows_total=n_total, columns=names, column_kinds=kinds,
+                 notes=list(notes), issues=issues)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-library readers
+# --------------------------------------------------------------------------------------------------
+def _from_numpy(X: np.ndarray, budget: Budget, feature_names: Any, name: str, allow_nd: bool) -> Table:
+    notes: list[str] = []
+    a = X if type(X) is np.ndarray else X.view(np.ndarray)  # matrix / memmap / subclasses: read as plain
+    if type(X) is np.matrix:
+        notes.append(f"np.matrix {name} read as a 2-D array")
+    if a.ndim == 0:
+        raise UnsupportedData(f"{name} is a 0-d array (a single value), not a data set; nothing to check.",
+                              severity="info")
+    if a.dtype.kind == "c":
+        raise _complex_error(name, a.dtype)
+    if a.ndim == 1 and not a.dtype.names:
+        notes.append(f"1-D {name} treated as one feature")
+        a = a.reshape(-1, 1)
+    elif a.ndim > 2 and not a.dtype.names:
+        if not allow_nd:
+            raise UnsupportedData(f"Found array with dim {a.ndim} (shape={a.shape}); expected at most 2 "
+                                  f"(rows × features). Reshape it with {name}.reshape(len({name}), -1) "
+                                  f"to check it.")
+        notes.append(f"{name} of shape {a.shape} flattened to one row per sample")
+    elif a.ndim > 1 and a.dtype.names:
+        raise UnsupportedData(f"Structured {name} with dim {a.ndim} is not supported; pass a 1-D "
+                              f"structured array (one record per row).")
+    n = a.shape[0]
+    k = len(a.dtype.names) if a.dtype.names else int(np.prod(a.shape[1:]))
+    _check_rows_features(n, k, X.shape, name)
+    rows = _sample_rows(n, k, budget, name)
+    sample = a[rows] if rows is not None else a
+    if sample.ndim > 2:
+        sample = sample.reshape(len(sample), -1)
+    return _dense_table(sample, rows, n, feature_names, notes, budget, name)
+
+
+def _from_sequence(X: list | tuple, budget: Budget, feature_names: Any, name: str) -> Table:
+    """List (or tuple) of rows or of scalars (B28); only sampled rows are read."""
+    n = len(X)
+    if n == 0:
+        raise UnsupportedData(f"Found array with 0 sample(s) (shape=(0,)) while a minimum of 1 is "
+                              f"required: {name} is empty, nothing to check.")
+    first = X[0]
+    if type(first) is dict:
+        raise UnsupportedData(f"{name} is a list of dict records; build a DataFrame with "
+                              f"pandas.DataFrame({name}) to check it.", severity="info")
+    row_like = type(first) in (list, tuple) or isinstance(first, np.ndarray)
+    k = (len(first) if not isinstance(first, np.ndarray) else int(first.size)) if row_like else 1
+    if row_like:
+        _check_rows_features(n, k, (n, k), name)
+    rows = _sample_rows(n, max(k, 1), budget, name)
+    items = [X[i] for i in rows] if rows is not None else list(X)
+    notes: list[str] = []
+    if not row_like:
+        notes.append(f"1-D {name} treated as one feature")
+        column = np.fromiter(items, dtype=object, count=len(items))
+        names = _final_names(None, feature_names, 1, notes)
+        return _assemble([_object_column(column, names[0])], names, rows, n, notes, budget)
+    for i, row in zip(rows if rows is not None else range(n), items):
+        if not (type(row) in (list, tuple) or isinstance(row, np.ndarray)):
+            raise UnsupportedData(f"Row {i} of {name} is a {_type_name(row)}, not a list like row 0; "
+                                  f"convert {name} to a 2-D array to check it.")
+        size = row.size if isinstance(row, np.ndarray) else len(row)
+        if size != k:
+            raise UnsupportedData(f"Rows of {name} have different lengths (row 0 has {k}, row {i} has "
+                                  f"{size}); pad or trim them to one length to check {name}.")
+    plain = all(type(v) in (int, float, bool) for v in (first.tolist() if isinstance(first, np.ndarray) else first))
+    if plain:
+        try:
+            arr = np.array(items)
+        except (ValueError, TypeError):  # a nested list in a later row
+            arr = np.empty(0, dtype=object)
+        if arr.dtype.kind in "biuf" and arr.ndim == 2:
+            return _dense_table(arr, rows, n, feature_names, notes, budget, name)
+    flat = (v for row in items for v in (row.ravel().tolist() if isinstance(row, np.ndarray) else row))
+    obj = np.fromiter(flat, dtype=object, count=len(items) * k).reshape(len(items), k)
+    return _dense_table(obj, rows, n, feature_names, notes, budget, name)
+
+
+def _from_pandas(X: Any, budget: Budget, feature_names: Any, name: str) -> Table:
+    kind = type(X).__name__
+    if kind not in ("DataFrame", "Series"):
+        raise UnsupportedData(f"{name} is a pandas {kind}; pass a DataFrame or Series to check it.",
+                              severity="info")
+    frame = kind == "DataFrame"
+    n = int(X.shape[0])
+    k = int(X.shape[1]) if frame else 1
+    _check_rows_features(n, k, tuple(X.shape), name)
+    rows = _sample_rows(n, k, budget, name)
+    sub = X.iloc[rows] if rows is not None else X
+    notes: list[str] = []
+    if frame:
+        own = [_label_text(c, j) for j, c in enumerate(X.columns.tolist())]
+        series = [sub.iloc[:, j] for j in range(k)]
+    else:
+        own = [_label_text(X.name, 0) if X.name is not None else name]
+        series = [sub]
+    names = _final_names(own, feature_names, k, notes)
+    cols = []
+    for j, s in enumerate(series):
+        cols.append(_pandas_column(s, names[j]))
+        if j % 64 == 63:
+            budget.checkpoint()
+    return _assemble(cols, names, rows, n, notes, budget)
+
+
+def _pandas_column(s: Any, name: str) -> _Col:
+    """One pandas Series (a sampled copy or a read-only view) -> column (B4, B6)."""
+    import pandas as pd
+
+    dtype = s.dtype
+    if isinstance(dtype, pd.SparseDtype):
+        return _pandas_column(s.sparse.to_dense(), name)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _categorical_column(s, name)
+    if pd.api.types.is_bool_dtype(dtype):
+        return _Col(s.to_numpy(dtype=np.float64, na_value=np.nan), "bool")
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return _Col(_datetime64_ns(s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()), "datetime")
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufcMm":
+        return _numeric_column(s.to_numpy(), name)
+    if pd.api.types.is_numeric_dtype(dtype):
+        if pd.api.types.is_complex_dtype(dtype):
+            raise _complex_error(f"column '{name}'", dtype)
+        if pd.api.types.is_integer_dtype(dtype) and isinstance(getattr(dtype, "numpy_dtype", None), np.dtype):
+            col = _numeric_column(s.to_numpy(dtype=dtype.numpy_dtype, na_value=0), name)
+            col.values[s.isna().to_numpy()] = np.nan
+            return col
+        return _Col(s.to_numpy(dtype=np.float64, na_value=np.nan), "numeric")
+    return _object_column(s.to_numpy(dtype=object, na_value=None), name)
+
+
+def _categorical_column(s: Any, name: str) -> _Col:
+    codes = s.cat.codes.to_numpy().astype(np.float64)
+    codes[codes < 0] = np.nan
+    cats = s.cat.categories.tolist()
+    keys = [_value_key(c, _census(c)) for c in cats]
+    keys = [k if k is not None else f"o:{i}" for i, k in enumerate(keys)]
+    return _Col(codes, "categorical", keys=keys)
+
+
+def _from_sparse(X: Any, budget: Budget, feature_names: Any, name: str) -> Table:
+    shape = tuple(int(s) for s in X.shape)
+    if len(shape) != 2:
+        raise UnsupportedData(f"Sparse {name} with shape {shape} is not supported; expected 2-D.")
+    if np.dtype(X.dtype).kind == "c":
+        raise _complex_error(name, X.dtype)
+    n, k = shape
+    _check_rows_features(n, k, shape, name)
+    rows = _sample_rows(n, k, budget, name)
+    csr = X if X.format == "csr" else X.tocsr()
+    sub = csr[rows] if rows is not None else csr
+    dense = np.asarray(sub.toarray())
+    notes = [f"sparse {name} ({X.format}): {'sampled ' if rows is not None else ''}rows densified"]
+    return _dense_table(dense, rows, n, feature_names, notes, budget, name)
+
+
+def _torch_refusal(X: Any, name: str) -> str | None:
+    import torch
+
+    tname = _type_name(X)
+    if type(X) not in (torch.Tensor, torch.nn.Parameter):
+        return f"{tname} tensors are not inspected; pass a plain tensor to check {name}."
+    if X.is_meta:
+        return f"Cannot copy out of meta tensor: {name} is on the 'meta' device (offloaded); not checked."
+    if X.layout != torch.strided:
+        return f"{name} is a sparse tensor ({X.layout}); not inspected. Pass {name}.to_dense() to check it."
+    if X.is_quantized:
+        return f"{name} is a quantized tensor ({X.dtype}); not inspected. Pass {name}.dequantize()."
+    if getattr(X, "is_nested", False):
+        return f"{name} is a nested tensor; not inspected."
+    return None
+
+
+def _torch_sample(X: Any, rows: np.ndarray | None) -> np.ndarray:
+    """Detached CPU copy of the sampled rows as numpy (B21–B23); the user's tensor is not touched."""
+    import torch
+
+    t = X.detach()
+    if rows is not None:
+        t = t.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=t.device))
+    t = t.cpu()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.to(torch.float32)
+    return t.clone().resolve_conj().resolve_neg().numpy()
+
+
+def _from_torch(X: Any, budget: Budget, feature_names: Any, name: str, allow_nd: bool) -> Table:
+    reason = _torch_refusal(X, name)
+    if reason:
+        raise UnsupportedData(reason, severity="info")
+    import torch
+
+    if X.dtype.is_complex:
+        raise _complex_error(name, X.dtype)
+    shape = tuple(int(s) for s in X.shape)
+    if not shape:
+        raise UnsupportedData(f"{name} is a 0-d tensor (a single value), not a data set; nothing to check.",
+                              severity="info")
+    if len(shape) > 2 and not allow_nd:
+        raise UnsupportedData(f"Found array with dim {len(shape)} (shape={shape}); expected at most 2 "
+                              f"(rows × features). Reshape it with {name}.reshape(len({name}), -1) to "
+                              f"check it.")
+    notes: list[str] = []
+    n, k = shape[0], int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    _check_rows_features(n, k, shape, name)
+    rows = _sample_rows(n, k, budget, name)
+    arr = _torch_sample(X, rows)
+    arr = arr.reshape(len(arr), k)
+    if len(shape) == 1:
+        notes.append(f"1-D {name} treated as one feature")
+    elif len(shape) > 2:
+        notes.append(f"{name} of shape {shape} flattened to one row per sample")
+    table = _dense_table(arr, rows, n, feature_names, notes, budget, name)
+    if X.dtype in (torch.float16, torch.bfloat16):
+        table.issues.extend(Issue("float16", c, f"column '{c}' is {str(X.dtype).replace('torch.', '')} "
+                                                f"(about 3 significant digits)", table.n_rows)
+                            for c in table.columns)
+    return table
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------------
+def _refuse(X: Any, name: str) -> UnsupportedData:
+    """The reason an object of an unrecognised type is not read."""
+    tp = type(X)
+    tname = _type_name(X)
+    if X is None:
+        return UnsupportedData(f"{name} is None; nothing to check.", severity="info")
+    if tp in (int, float, bool, complex, str, bytes) or isinstance(X, np.generic):
+        return UnsupportedData(f"{name} is a single {tname} value, not a data set; nothing to check.",
+                               severity="info")
+    if _root_module(X) in _LAZY_ROOTS:
+        return UnsupportedData(f"{name} is a {tname} (lazy or out-of-core): not read, because that could "
+                               f"start a computation; only metadata is shown. Convert a sample to numpy or "
+                               f"pandas to check it.", severity="info")
+    if _is_stream(tp):
+        return UnsupportedData(f"{name} is a stream ({tname}): not inspected, because reading it would "
+                               f"consume it. Materialise a sample (e.g. a list or array) to check it.",
+                               severity="info")
+    if tp is dict:
+        return UnsupportedData(f"{name} is a dict; build a DataFrame with pandas.DataFrame({name}) to "
+                               f"check it.", severity="info")
+    return UnsupportedData(f"{name} of type {tname} is not a supported data type (numpy array, pandas "
+                           f"DataFrame/Series, scipy sparse matrix, torch tensor, list of rows); not checked.",
+                           severity="info")
+
+
+def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name: str = "X",
+                     allow_nd: bool = False) -> Table:
+    """Read (a sample of) ``X`` into a :class:`Table` without changing or consuming ``X``.
+
+    Parameters
+    ----------
+    X : numpy array (any order, strides, byte order, structured, read-only, memmap, np.matrix),
+        pandas DataFrame/Series, scipy sparse matrix/array, torch tensor or a list of rows.
+    budget : the check's :class:`Budget`; rows are sampled with :meth:`Budget.sample_rows`.
+    feature_names : optional column names for inputs that have none.
+    name : what to call ``X`` in messages (``"X_test"``...).
+    allow_nd : flatten 3-D+ inputs to one row per sample instead of refusing them.
+
+    Raises
+    ------
+    UnsupportedData
+        For input that cannot be checked (complex, empty, scalar, 3-D+, streams, lazy frames...).
+    """
+    tp = type(X)
+    module = _module_of(tp)
+    if isinstance(X, np.ndarray):
+        return _from_numpy(X, budget, feature_names, name, allow_nd)
+    if module.startswith("pandas"):
+        return _from_pandas(X, budget, feature_names, name)
+    if module.startswith("scipy.sparse"):
+        return _from_sparse(X, budget, feature_names, name)
+    if _is_torch_tensor(tp):
+        return _from_torch(X, budget, feature_names, name, allow_nd)
+    if tp in (list, tuple):
+        return _from_sequence(X, budget, feature_names, name)
+    raise _refuse(X, name)
+
+
+def n_samples(obj: Any) -> int | None:
+    """Number of rows of a supported data object, read from its shape or ``len`` (``None`` if unknown)."""
+    tp = type(obj)
+    module = _module_of(tp)
+    try:
+        if isinstance(obj, np.ndarray) or module.startswith(("pandas", "scipy.sparse")) or _is_torch_tensor(tp):
+            shape = tuple(obj.shape)
+            return int(shape[0]) if shape else None
+        if tp in (list, tuple):
+            return len(obj)
+    except Exception:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# labels
+# --------------------------------------------------------------------------------------------------
+def _label_array(y: Any, rows: np.ndarray | None) -> tuple[np.ndarray, list[str] | None]:
+    """A 1-D copy of the labels at ``rows`` (numeric or object), plus category names for categoricals."""
+    tp = type(y)
+    module = _module_of(tp)
+    if isinstance(y, np.ndarray):
+        a = y if tp is np.ndarray else y.view(np.ndarray)
+        _check_label_shape(tuple(a.shape))
+        if a.dtype.names:
+            raise UnsupportedData("y is a structured array; pass one label per row.")
+        a = a.reshape(len(a))
+        return (a[rows] if rows is not None else np.array(a, copy=True)), None
+    if module.startswith("pandas") and tp.__name__ in ("Series", "DataFrame"):
+        return _pandas_labels(y, rows)
+    if _is_torch_tensor(tp):
+        reason = _torch_refusal(y, "y")
+        if reason:
+            raise UnsupportedData(reason, severity="info")
+        if y.dtype.is_complex:
+            raise _complex_error("y", y.dtype)
+        _check_label_shape(tuple(int(s) for s in y.shape))
+        return _torch_sample(y, rows).reshape(-1), None
+    if tp in (list, tuple):
+        items = [y[i] for i in rows] if rows is not None else list(y)
+        return np.fromiter(items, dtype=object, count=len(items)), None
+    raise _refuse(y, "y")
+
+
+def _check_label_shape(shape: tuple[int, ...]) -> None:
+    """Labels must be one value per row: shape (n,) or (n, 1)."""
+    if len(shape) == 0:
+        raise UnsupportedData("y is a single value (0-d), not one label per row; labels not checked.")
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        raise UnsupportedData(f"y has shape {shape}: multi-output or one-hot labels are not checked. "
+                              f"Pass one class id per row (e.g. y.argmax(axis=1)).")
+
+
+def _pandas_labels(y: Any, rows: np.ndarray | None) -> tuple[np.ndarray, list[str] | None]:
+    import pandas as pd
+
+    if type(y).__name__ == "DataFrame":
+        if y.shape[1] != 1:
+            raise UnsupportedData(f"y is a DataFrame with {y.shape[1]} columns: multi-output labels are not "
+                                  f"checked. Pass one label column (a Series).")
+        y = y.iloc[:, 0]
+    s = y.iloc[rows] if rows is not None else y
+    dtype = s.dtype
+    if isinstance(dtype, pd.SparseDtype):
+        s = s.sparse.to_dense()
+        dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats = [_display(c) for c in s.cat.categories.tolist()]
+        return s.cat.codes.to_numpy().astype(np.int64), cats
+    if isinstance(dtype, np.dtype) and dtype.kind != "O":
+        return s.to_numpy(copy=True), None
+    return s.to_numpy(dtype=object, na_value=None), None
+
+
+def _display(value: Any) -> str:
+    kind = _census(value)
+    if kind == _NUMBER and isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(value)
+    if kind in (_BOOL, _NUMBER, _STR, _DATETIME):
+        return str(value)
+    if kind == _BYTES:
+        return bytes(value).decode("latin-1")
+    return f"<{_type_name(value)}>"
+
+
+def _target_type(n_classes: int, n_valid: int, *, numeric: bool, non_integer: bool = False) -> str:
+    if n_classes == 0:
+        return "unknown"
+    if numeric and non_integer and n_classes > CONTINUOUS_MIN_DISTINCT:
+        return "continuous"
+    if numeric and not non_integer and n_classes > max(100, n_valid // 2):
+        return "continuous"  # an integer target with mostly distinct values: a count or an id, not classes
+    return "binary" if n_classes <= 2 else "multiclass"
+
+
+def _numeric_labels(a: np.ndarray, int_like: bool) -> Labels:
+    with np.errstate(all="ignore"):
+        values = a.astype(np.float64)
+    valid = np.isfinite(values)
+    codes = np.full(len(values), -1, dtype=np.int64)
+    uniq, inv = np.unique(values[valid], return_inverse=True)
+    codes[valid] = inv.reshape(-1)
+    non_integer = bool(np.any(uniq != np.round(uniq)))
+    ttype = _target_type(len(uniq), int(valid.sum()), numeric=True, non_integer=non_integer)
+    if ttype == "continuous":
+        classes: list[str] = []
+    elif int_like or a.dtype.kind in "iub":
+        classes = [str(bool(u)) if a.dtype.kind == "b" else str(int(u)) for u in uniq]
+    else:
+        classes = [str(float(u)) for u in uniq]
+    values[~valid] = np.nan
+    return Labels(codes, classes, int(np.count_nonzero(~valid)), ttype, values)
+
+
+def _text_labels(keys: list[str | None], shown: dict[str, str]) -> Labels:
+    codes_f, uniq_keys = _codes_from_keys(keys)
+    codes = np.nan_to_num(codes_f, nan=-1).astype(np.int64)
+    classes = [shown[k] for k in uniq_keys]
+    if len(set(classes)) < len(classes):  # e.g. 1 and "1": show text labels quoted
+        classes = [repr(shown[k]) if k.startswith("s:") else shown[k] for k in uniq_keys]
+    n_missing = int(np.count_nonzero(codes < 0))
+    return Labels(codes, classes, n_missing, _target_type(len(classes), len(keys) - n_missing, numeric=False))
+
+
+def _object_labels(a: np.ndarray) -> Labels:
+    kinds = np.fromiter((_census(v) for v in a), dtype=np.int8, count=len(a))
+    found = {int(k) for k in np.unique(kinds)} - {_MISSING}
+    if _OTHER in found:
+        example = next(_type_name(v) for v, k in zip(a, kinds) if k == _OTHER)
+        raise UnsupportedData(f"y holds values of type {_short(example, 40)}, which are not class labels; "
+                              f"labels not checked. Pass one number or string per row.")
+    if found and found <= {_BOOL, _NUMBER}:
+        values = np.array([np.nan if k == _MISSING else _to_float(v) for v, k in zip(a, kinds)])
+        int_like = all(isinstance(v, (int, np.integer, bool, np.bool_)) for v, k in zip(a, kinds) if k != _MISSING)
+        return _numeric_labels(values, int_like)
+    keys: list[str | None] = []
+    shown: dict[str, str] = {}
+    for v, k in zip(a, kinds):
+        key = _value_key(v, int(k)) if k != _MISSING else None
+        keys.append(key)
+        if key is not None and key not in shown:
+            shown[key] = _display(v)
+    return _text_labels(keys, shown)
+
+
+def prepare_labels(y: Any, rows: np.ndarray | None, budget: Budget) -> Labels:
+    """Encode the labels at ``rows`` (the table's sampled rows; ``None``: all) on a copy (B11–B13).
+
+    Missing labels (None, NaN, pd.NA, ±inf) get code ``-1``; mixed str/int labels are kept apart
+    (``1`` and ``"1"`` are two classes). Raises :class:`UnsupportedData` for multi-output labels,
+    complex labels, streams and unknown types.
+    """
+    n = n_samples(y)
+    if rows is not None and rows.size and n is not None and int(rows[-1]) >= n:
+        raise UnsupportedData(f"y has {n:,} labels, fewer than the rows of X; labels not checked.")
+    a, categories = _label_array(y, rows)
+    budget.checkpoint()
+    if categories is not None:
+        return _categorical_labels(a, categories)
+    kind = a.dtype.kind
+    if kind == "c":
+        raise _complex_error("y", a.dtype)
+    if kind in "Mm":
+        raise UnsupportedData("y holds dates or durations, not class labels; labels not checked.")
+    if kind in "biuf":
+        return _numeric_labels(a, kind in "biu")
+    if kind in "US":
+        keys = ["s:" + str(t) if kind == "U" else "b:" + bytes(t).decode("latin-1") for t in a]
+        return _text_labels(keys, {k: k[2:] for k in set(keys)})
+    if kind == "O":
+        return _object_labels(a)
+    raise UnsupportedData(f"y has dtype {a.dtype}, which is not a label type; labels not checked.")
+
+
+def _categorical_labels(codes: np.ndarray, categories: list[str]) -> Labels:
+    """Keep only the categories that occur, in category order."""
+    valid = codes >= 0
+    used = np.unique(codes[valid])
+    remap = np.full(len(categories), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    out = np.where(valid, remap[np.where(valid, codes, 0)], -1)
+    classes = [categories[i] for i in used]
+    n_missing = int(np.count_nonzero(~valid))
+    return Labels(out.astype(np.int64), classes, n_missing,
+                  _target_type(len(classes), int(valid.sum()), numeric=False))
+
+
+# --------------------------------------------------------------------------------------------------
+# comparing two tables (train vs test)
+# --------------------------------------------------------------------------------------------------
+def _column_keys(table: Table, j: int) -> tuple[np.ndarray, list[str]]:
+    """Codes (float, NaN = missing) and their keys for column ``j``; numeric columns are keyed by value."""
+    col = table.values[:, j]
+    if j in table.categories:
+        return col, table.categories[j]
+    valid = ~np.isnan(col)
+    uniq, inv = np.unique(col[valid], return_inverse=True)
+    codes = np.full(len(col), np.nan)
+    codes[valid] = inv.reshape(-1)
+    return codes, [_number_key(u) for u in uniq]
+
+
+def align_codes(a: Table, b: Table) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``a.values`` and ``b.values`` with coded columns put into one shared code space.
+
+    Text and categorical codes are assigned per table, so the same string can have different codes
+    in a train and a test table; after this, equal values have equal numbers in both. Numeric
+    columns are left alone unless the other table coded that column. Needs equal feature counts.
+    """
+    if a.n_features != b.n_features:
+        raise ValueError(f"Tables have {a.n_features} and {b.n_features} features; cannot align them.")
+    va, vb = a.values.copy(), b.values.copy()
+    for j in sorted(set(a.categories) | set(b.categories)):
+        codes_a, keys_a = _column_keys(a, j)
+        codes_b, keys_b = _column_keys(b, j)
+        joint = {k: i for i, k in enumerate(sorted(set(keys_a) | set(keys_b)))}
+        va[:, j] = _remap(codes_a, keys_a, joint)
+        vb[:, j] = _remap(codes_b, keys_b, joint)
+    return va, vb
+
+
+def _remap(codes: np.ndarray, keys: list[str], joint: dict[str, int]) -> np.ndarray:
+    lut = np.array([joint[k] for k in keys], dtype=np.float64)
+    out = np.full(len(codes), np.nan)
+    valid = ~np.isnan(codes)
+    if lut.size:
+        out[valid] = lut[codes[valid].astype(np.int64)]
+    return out
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 row``, ``2 rows``, ``1,234 entries`` (pass ``many`` for irregular plurals)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
+def column_list(names: Sequence[str], limit: int = 5, counts: Sequence[int] | None = None,
+                fmt: Callable[[int], str] = lambda c: f"{c:,}") -> str:
+    """``'a' (3), 'b' (1) and 4 more`` — a short, readable list of column names for summaries."""
+    parts = [f"'{n}'" + (f" ({fmt(counts[i])})" if counts is not None else "") for i, n in enumerate(names[:limit])]
+    more = len(names) - limit
+    return ", ".join(parts) + (f" and {more:,} more" if more > 0 else "")

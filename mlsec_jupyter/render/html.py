@@ -1,0 +1,343 @@
+"""The ``text/html`` risk card: self-contained, escaped, readable in every notebook front end.
+
+Design rules (DESIGN.md "The risk-card bundle"; reliability note S1, S3, Q10):
+
+* Every user-controlled string goes through :func:`~mlsec_jupyter.render.text.clean_text`
+  (control, bidi and zero-width characters removed, truncated with ``…``) and then
+  ``html.escape(quote=True)``, and sits alone inside a ``<bdi>`` element, so its text content is
+  exactly the cleaned, truncated input and strong right-to-left text cannot reorder the card.
+* No JavaScript, no event handlers, no forms, no links, no ``src``/``href``, no ``data-*``
+  attributes, nothing loaded from the network. Expanding evidence uses ``<details>``.
+* Layout and colours live in inline ``style`` attributes that survive JupyterLab's sanitizer for
+  untrusted notebooks (no flexbox gaps, no ``var()`` without a plain declaration before it), so the
+  card reads well without its ``<style>`` block, which only adds niceties (hover, the disclosure
+  arrow). Theme colours use ``var(--jp-…, fallback)`` after a plain fallback declaration; the card
+  sets no page background and inherits the text colour, so light and dark themes both work.
+* The only attribute built from card data is the ``id``: ``card_id`` itself when it is already
+  ``[A-Za-z0-9_-]{1,64}``, otherwise a hash of it (:func:`dom_id`). Class names are fixed words.
+* Output size is bounded: long strings are cut, lists abbreviated, at most
+  :data:`MAX_FINDINGS` findings / :data:`MAX_METRICS` metrics each / :data:`MAX_RUN_LINES` run
+  lines are shown, and each section stops at its byte budget with a "+N more" line.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import re
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..findings import CheckStatus, Severity
+from .text import (
+    KEY_LIMIT,
+    LABEL_LIMIT,
+    ELLIPSIS,
+    TEXT_LIMIT,
+    VALUE_LIMIT,
+    clean_text,
+    format_rows,
+    format_value,
+    hidden_line,
+    problem_runs,
+    run_label,
+    run_parts,
+    sampling_notes,
+    verdict,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..findings import CheckRun, Finding, RiskCard
+
+MAX_FINDINGS = 60
+MAX_METRICS = 20
+MAX_REFERENCES = 12
+MAX_RUN_LINES = 40
+MAX_NOTES = 20
+#: UTF-8 byte budgets per section: once one is spent, the rest of that section becomes a
+#: "+N more" line. With the per-item caps this keeps a card under about 170 KB in the worst case.
+FINDINGS_BUDGET = 100_000
+RUNS_BUDGET = 25_000
+NOTES_BUDGET = 10_000
+
+# severity -> (solid colour, text colour on it, "r,g,b" for translucent tints)
+_SEVERITY_COLOURS: dict[Severity, tuple[str, str, str]] = {
+    Severity.INFO: ("#6a737d", "#ffffff", "106,115,125"),
+    Severity.LOW: ("#2f6fdf", "#ffffff", "47,111,223"),
+    Severity.MEDIUM: ("#e3a008", "#1f1600", "227,160,8"),
+    Severity.HIGH: ("#d9480f", "#ffffff", "217,72,15"),
+    Severity.CRITICAL: ("#b3261e", "#ffffff", "179,38,30"),
+}
+_CLEAN = ("#1a7f37", "#ffffff", "26,127,55")
+_NEUTRAL = ("#6a737d", "#ffffff", "106,115,125")
+_RUNNING = ("#2f6fdf", "#ffffff", "47,111,223")
+
+_RUN_BADGES: dict[CheckStatus, tuple[str, str]] = {  # status -> (label, colour)
+    CheckStatus.FAILED: ("FAILED", "#b3261e"),
+    CheckStatus.TIMED_OUT: ("TIMED OUT", "#b35c00"),
+    CheckStatus.CANCELLED: ("CANCELLED", "#6a737d"),
+    CheckStatus.SKIPPED: ("SKIPPED", "#6a737d"),
+    CheckStatus.PENDING: ("WAITING", "#6a737d"),
+    CheckStatus.RUNNING: ("RUNNING", "#2f6fdf"),
+}
+
+_FONT = ("font-family:-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
+         "font-family:var(--jp-ui-font-family,-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,"
+         "Helvetica,Arial,sans-serif)")
+_MONO = ("font-family:SFMono-Regular,Menlo,Consolas,'Liberation Mono',monospace;"
+         "font-family:var(--jp-code-font-family,SFMono-Regular,Menlo,Consolas,'Liberation Mono',"
+         "monospace)")
+_MUTED = "color:#656d76;color:var(--jp-ui-font-color2,#656d76)"
+_RULE = "rgba(127,127,127,.28)"
+_PILL = ("display:inline-block;min-width:58px;padding:1px 6px;border-radius:10px;font-size:10.5px;"
+         "font-weight:700;letter-spacing:.4px;line-height:16px;text-align:center;"
+         "vertical-align:1px;box-sizing:border-box")
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _user(value: Any, cls: str, limit: int = TEXT_LIMIT, style: str = "") -> str:
+    """A user-controlled string: cleaned, truncated, escaped, isolated in its own ``<bdi>``."""
+    attr = f' style="{style}"' if style else ""
+    return f'<bdi class="{cls}"{attr}>{_esc(clean_text(value, limit))}</bdi>'
+
+
+def dom_id(card_id: Any) -> str:
+    """``card_id`` as a safe, unique element id.
+
+    An id that is already ``[A-Za-z0-9_-]{1,64}`` (the ones RiskCard makes) is used as is;
+    anything else becomes a hash of it, so no fragment of an odd id reaches an attribute.
+    """
+    raw = str(card_id)
+    if not _SAFE_ID.fullmatch(raw):
+        raw = "h" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"mlsec-card-{raw}"
+
+
+@functools.lru_cache(maxsize=1)
+def card_css() -> str:
+    """The card's optional stylesheet (read once from ``card.css`` next to this module)."""
+    return resources.files(__package__).joinpath("card.css").read_text(encoding="utf-8")
+
+
+def _style_block(element_id: str) -> str:
+    css = card_css().replace("#CARD", f"#{element_id}")
+    return f"<style>{css}</style>"
+
+
+def _pill(label: str, colours: tuple[str, str, str], extra: str = "") -> str:
+    bg, fg, _ = colours
+    return (f'<span class="mlsec-pill" style="{_PILL};background-color:{bg};color:{fg}{extra}">'
+            f"{_esc(label)}</span>")
+
+
+def _card_colours(findings: list["Finding"], running: bool,
+                  problems: list["CheckRun"]) -> tuple[tuple[str, str, str], str]:
+    """Accent colours and badge label for the card header."""
+    top = findings[0].severity if findings else Severity.INFO
+    if top > Severity.INFO:
+        return _SEVERITY_COLOURS[top], top.label.upper()
+    if running:
+        return _RUNNING, "RUNNING"
+    if problems:
+        return _NEUTRAL, "INCOMPLETE"
+    return _CLEAN, "NO ISSUES"
+
+
+def _progress_bar(card: "RiskCard", colour: str) -> str:
+    pct = max(0.0, min(100.0, float(card.progress) * 100.0))
+    running = [r for r in card.runs if not r.status.finished]
+    waiting = ""
+    if running:
+        names = ", ".join(clean_text(r.check, LABEL_LIMIT) for r in running[:4])
+        more = f" +{len(running) - 4} more" if len(running) > 4 else ""
+        waiting = (f'<div class="mlsec-waiting" style="margin-top:4px;font-size:11.5px;{_MUTED}">'
+                   f"Still running: {_user(names, 'mlsec-waiting-checks', TEXT_LIMIT)}{_esc(more)}</div>")
+    return (
+        '<div class="mlsec-progress" style="margin-top:8px">'
+        f'<div class="mlsec-bar" style="height:6px;border-radius:3px;overflow:hidden;'
+        f'background-color:{_RULE};max-width:420px">'
+        f'<div class="mlsec-bar-fill" style="height:6px;width:{pct:.1f}%;border-radius:3px;'
+        f'background-color:{colour}"></div></div>{waiting}</div>'
+    )
+
+
+def _header(card: "RiskCard", findings: list["Finding"], problems: list["CheckRun"]) -> str:
+    running = card.status == "running"
+    colours, badge = _card_colours(findings, running, problems)
+    solid, _, rgb = colours
+    status = "running" if running else "done"
+    parts = [
+        f'<div class="mlsec-head" style="padding:10px 14px 10px 12px;background-color:rgba({rgb},.09);'
+        f'border-bottom:1px solid {_RULE}">',
+        f'<span class="mlsec-brand" style="float:right;margin-left:12px;font-size:11px;{_MUTED}">'
+        f"mlsec \u00b7 {status}</span>",
+        _pill(badge, colours, ";min-width:70px;font-size:11px;padding:2px 8px;margin-right:8px"),
+        f'<span style="font-size:11px;{_MUTED};text-transform:uppercase;letter-spacing:.5px;'
+        f'margin-right:6px">Risk card</span>',
+        _user(card.subject, "mlsec-subject", TEXT_LIMIT,
+              "font-weight:600;font-size:14px;overflow-wrap:break-word"),
+        f'<div class="mlsec-verdict" style="margin-top:5px;font-size:12.5px">{_esc(verdict(card))}</div>',
+    ]
+    if running:
+        parts.append(_progress_bar(card, solid))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    rows = []
+    items = list(metrics.items())
+    cell = f"padding:2px 10px 2px 0;border-bottom:1px solid {_RULE};vertical-align:top"
+    for key, value in items[:MAX_METRICS]:
+        rows.append(
+            f'<tr><td style="{cell};{_MUTED};white-space:nowrap">{_user(key, "mlsec-mkey", KEY_LIMIT)}</td>'
+            f'<td style="{cell};{_MONO};font-size:11.5px;word-break:break-all">'
+            f'{_user(format_value(value), "mlsec-mval", VALUE_LIMIT)}</td></tr>'
+        )
+    if len(items) > MAX_METRICS:
+        rows.append(f'<tr><td colspan="2" style="padding:2px 0;{_MUTED}">'
+                    f"{_esc(f'{ELLIPSIS} +{len(items) - MAX_METRICS} more metrics')}</td></tr>")
+    return ('<table class="mlsec-metrics" style="border-collapse:collapse;margin:6px 0 4px 0;'
+            f'font-size:12px;max-width:100%">{"".join(rows)}</table>')
+
+
+def _evidence(f: "Finding") -> str:
+    parts = ['<div class="mlsec-evidence" style="padding:2px 14px 12px 38px;font-size:12.5px">']
+    if f.recommendation:
+        parts.append(
+            '<div class="mlsec-rec" style="margin:4px 0 6px 0;padding:6px 10px;border-radius:4px;'
+            'border-left:3px solid #2f6fdf;background-color:rgba(47,111,223,.10)">'
+            '<strong style="font-weight:600">Recommendation: </strong>'
+            f'{_user(f.recommendation, "mlsec-rec-text")}</div>'
+        )
+    if f.metrics:
+        parts.append(_metrics_table(dict(f.metrics)))
+    if f.indices:
+        parts.append(
+            f'<div class="mlsec-rows" style="margin-top:4px"><span style="{_MUTED}">Rows: </span>'
+            f'<span style="{_MONO};font-size:11.5px">{_esc(format_rows(f.indices))}</span></div>'
+        )
+    if f.references:
+        refs = list(f.references)
+        chips = "".join(
+            f'<span style="display:inline-block;margin:2px 4px 0 0;padding:0 5px;border-radius:3px;'
+            f'border:1px solid {_RULE};{_MONO};font-size:11px">{_user(r, "mlsec-ref", LABEL_LIMIT)}</span>'
+            for r in refs[:MAX_REFERENCES]
+        )
+        more = f" +{len(refs) - MAX_REFERENCES} more" if len(refs) > MAX_REFERENCES else ""
+        parts.append(f'<div class="mlsec-refs" style="margin-top:4px"><span style="{_MUTED}">'
+                     f"References: </span>{chips}{_esc(more)}</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _finding(f: "Finding", show_target: bool = False) -> str:
+    colours = _SEVERITY_COLOURS[f.severity]
+    target = ""
+    if show_target and f.target:
+        target = (f'<span style="{_MUTED};font-size:12px;margin-left:6px">on '
+                  f'{_user(f.target, "mlsec-target", LABEL_LIMIT)}</span>')
+    summary = ""
+    if f.summary:
+        summary = (f'<span class="mlsec-summary-line" style="display:block;margin:2px 0 0 80px;'
+                   f'font-size:12.5px;{_MUTED}">{_user(f.summary, "mlsec-summary")}</span>')
+    return (
+        f'<details class="mlsec-finding mlsec-sev-{f.severity.label}" '
+        f'style="border-top:1px solid {_RULE}">'
+        '<summary style="padding:7px 14px 7px 12px;cursor:pointer;overflow-wrap:break-word">'
+        f"{_pill(f.severity.label.upper(), colours)} "
+        f'<code style="{_MONO};font-size:11.5px;{_MUTED};margin:0 4px">'
+        f'{_user(f.check, "mlsec-check", LABEL_LIMIT)}</code> '
+        f'{_user(f.title, "mlsec-title", TEXT_LIMIT, "font-weight:600")}{target}'
+        f"{summary}</summary>{_evidence(f)}</details>"
+    )
+
+
+def _run_line(run: "CheckRun") -> str:
+    label, colour = _RUN_BADGES.get(run.status, (run.status.value.upper(), "#6a737d"))
+    prefix, message = run_parts(run)
+    pill = (f'<span class="mlsec-run-status" style="{_PILL};min-width:74px;border:1px solid {colour};'
+            f'color:{colour}">{_esc(label)}</span>')
+    msg = _user(message, "mlsec-run-msg") if message else ""
+    return (
+        f'<div class="mlsec-run mlsec-run-{run.status.name.lower()}" style="padding:3px 14px 3px 12px;'
+        f'font-size:12px">{pill} <code style="{_MONO};font-size:11.5px">'
+        f'{_user(run_label(run), "mlsec-run-check", 2 * LABEL_LIMIT + 3)}</code> '
+        f'<span style="{_MUTED}">{_esc(prefix)}</span>{msg}</div>'
+    )
+
+
+def _note_line(labels: list[str], note: str) -> str:
+    return (f'<div class="mlsec-note"><span style="font-weight:600">Sampling</span> '
+            f'{_user(", ".join(labels), "mlsec-note-checks")}: {_user(note, "mlsec-note-text")}</div>')
+
+
+def _more(text: str, style: str = "") -> str:
+    """A "… +N more" line (``text`` is built from counts and fixed words only)."""
+    return (f'<div class="mlsec-more" style="padding:4px 14px 4px 12px;font-size:12px;{_MUTED};'
+            f'{style}">{_esc(ELLIPSIS + " +" + text)}</div>')
+
+
+def _bounded(parts: Iterable[str], budget: int) -> list[str]:
+    """The leading ``parts`` that fit in ``budget`` UTF-8 bytes (the one that crosses it included).
+
+    ``parts`` is consumed lazily, so nothing past the budget is rendered at all."""
+    kept: list[str] = []
+    used = 0
+    for part in parts:
+        if used > budget:
+            break
+        kept.append(part)
+        used += len(part.encode("utf-8"))
+    return kept
+
+
+def card_html(card: "RiskCard") -> str:
+    """The risk card as one self-contained, escaped HTML fragment (the ``text/html`` output)."""
+    element_id = dom_id(card.card_id)
+    findings, hidden = card.visible()
+    show_target = card.several_targets
+    runs = card.runs
+    problems = problem_runs(card)
+    status = "running" if card.status == "running" else "done"
+    out = [
+        f'<div id="{element_id}" class="mlsec-card mlsec-status-{status}" dir="ltr" lang="en" '
+        f'style="{_FONT};font-size:13px;line-height:1.45;margin:6px 0;max-width:920px;'
+        f'border:1px solid {_RULE};border-left:5px solid '
+        f'{_card_colours(findings, status == "running", problems)[0][0]};border-radius:6px;'
+        'overflow:hidden;text-align:left">',
+        _style_block(element_id),
+        _header(card, findings, problems),
+    ]
+    rows = _bounded((_finding(f, show_target) for f in findings[:MAX_FINDINGS]), FINDINGS_BUDGET)
+    out.extend(rows)
+    if len(rows) < len(findings):
+        out.append(_more(f"{len(findings) - len(rows):,} more findings not shown here "
+                         "(see the card JSON or a report)", f"border-top:1px solid {_RULE}"))
+    if hidden:
+        out.append(f'<div class="mlsec-hidden" style="padding:4px 14px 4px 12px;font-size:12px;{_MUTED};'
+                   f'border-top:1px solid {_RULE}">{_esc(hidden_line(card, hidden))}</div>')
+    if problems:
+        lines = _bounded((_run_line(r) for r in problems[:MAX_RUN_LINES]), RUNS_BUDGET)
+        out.append(f'<div class="mlsec-runs" style="padding:4px 0;border-top:1px solid {_RULE}">')
+        out.extend(lines)
+        if len(lines) < len(problems):
+            out.append(_more(f"{len(problems) - len(lines):,} more checks did not finish normally"))
+        out.append("</div>")
+    notes = sampling_notes(runs)
+    if notes:
+        items = _bounded((_note_line(labels, note) for labels, note in notes[:MAX_NOTES]), NOTES_BUDGET)
+        out.append(f'<div class="mlsec-notes" style="padding:6px 14px 6px 12px;'
+                   f'border-top:1px solid {_RULE};font-size:11.5px;{_MUTED}">')
+        out.extend(items)
+        if len(items) < len(notes):
+            out.append(_more(f"{len(notes) - len(items):,} more sampling notes", "padding:0"))
+        out.append("</div>")
+    out.append("</div>")
+    return "".join(out)

@@ -1,0 +1,260 @@
+"""data.duplicates: real duplicates (iris), planted duplicates / conflicts / overlap, properties Q4–Q5."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_breast_cancer, load_iris
+
+from guards import bad_inputs, rng_unchanged, unchanged
+from mlsec_jupyter.checks.budget import Budget
+from mlsec_jupyter.checks.data.duplicates import (canonical_bits, duplicate_groups, duplicates, row_hashes,
+                                                  rows_matching)
+from mlsec_jupyter.checks.registry import run_check
+from mlsec_jupyter.findings import Severity
+
+STABLE = {"exact_duplicates", "conflicting_label_duplicates", "train_test_overlap"}
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    return load_breast_cancer(return_X_y=True)
+
+
+def by_title(findings):
+    return {f.title: f for f in findings}
+
+
+def pandas_duplicates(X) -> np.ndarray:
+    """Independent oracle: rows that repeat an earlier row."""
+    return np.flatnonzero(pd.DataFrame(X).duplicated(keep="first").to_numpy())
+
+
+def pandas_conflicts(X, y) -> np.ndarray:
+    """Independent oracle: rows in groups of identical X with more than one distinct label."""
+    df = pd.DataFrame(X)
+    cols = list(df.columns)
+    df["__y"] = y
+    n_labels = df.groupby(cols, dropna=False)["__y"].transform("nunique")
+    return np.flatnonzero(n_labels.to_numpy() > 1)
+
+
+def test_iris_real_duplicates():
+    X, y = load_iris(return_X_y=True)
+    expected = pandas_duplicates(X)
+    assert len(expected) >= 1
+    with unchanged(X, y), rng_unchanged():
+        findings = run_check("data.duplicates", X=X, y=y)
+    f = by_title(findings)["Exact duplicate rows"]
+    assert f.metrics["exact_duplicates"] == len(expected)
+    assert f.indices == tuple(expected)
+    assert f.metrics["conflicting_label_duplicates"] == len(pandas_conflicts(X, y))
+    assert f.metrics["train_test_overlap"] is None
+    assert f.severity is Severity.LOW
+
+
+def test_clean_real_data_gives_one_info_finding(cancer):
+    X, y = cancer
+    findings = run_check("data.duplicates", X=X, y=y)
+    assert [f.severity for f in findings] == [Severity.INFO]
+    assert findings[0].title == "No duplicates found"
+    assert findings[0].metrics["exact_duplicates"] == 0
+    assert findings[0].metrics["conflicting_label_duplicates"] == 0
+    assert findings[0].metrics["train_test_overlap"] is None
+    assert STABLE <= set(findings[0].metrics)
+
+
+def test_planted_exact_duplicates(cancer):
+    X, y = cancer
+    X = X.copy()
+    src, dst = [1, 2, 3, 4, 5], [100, 200, 300, 400, 500]
+    X[dst] = X[src]
+    f = by_title(run_check("data.duplicates", X=X, y=y.copy()))
+    exact = f["Exact duplicate rows"]
+    assert exact.indices == tuple(dst) == tuple(pandas_duplicates(X))
+    assert exact.metrics["exact_duplicates"] == 5 and exact.metrics["duplicate_groups"] == 5
+    assert "5 rows (0.9%) repeat an earlier row exactly" in exact.summary
+
+
+@pytest.mark.parametrize("n_pairs, severity", [(2, Severity.MEDIUM), (5, Severity.HIGH)])
+def test_planted_conflicting_labels(cancer, n_pairs, severity):
+    X, y = cancer
+    X, y = X.copy(), y.copy()
+    src, dst = np.arange(1, 1 + n_pairs), np.arange(100, 100 + 100 * n_pairs, 100)
+    X[dst] = X[src]
+    y[dst] = 1 - y[src]
+    f = by_title(run_check("data.duplicates", X=X, y=y))["Duplicates with conflicting labels"]
+    assert f.indices == tuple(sorted(np.r_[src, dst])) == tuple(pandas_conflicts(X, y))
+    assert f.metrics["conflicting_label_duplicates"] == 2 * n_pairs
+    assert f.metrics["conflicting_groups"] == n_pairs
+    assert f.severity is severity
+    assert any(r.startswith("OWASP ML02:2023") for r in f.references)
+
+
+def test_planted_train_test_overlap(cancer):
+    X, y = cancer
+    X_train, X_test = X[:400].copy(), X[400:].copy()
+    X_test[[3, 7, 50]] = X_train[[10, 20, 30]]
+    with unchanged(X_train, X_test):
+        f = by_title(run_check("data.duplicates", X=X_train, y=y[:400], X_test=X_test, y_test=y[400:]))
+    overlap = f["Train/test overlap"]
+    assert overlap.indices == (3, 7, 50)
+    assert overlap.metrics["train_test_overlap"] == 3 and overlap.metrics["n_test_rows"] == 169
+    assert "positions in X_test" in overlap.summary
+    assert overlap.severity is Severity.HIGH  # 3 / 169 >= 1%
+
+
+def test_overlap_skipped_when_feature_counts_differ(cancer):
+    X, _ = cancer
+    findings = by_title(run_check("data.duplicates", X=X[:100], X_test=X[100:150, :5]))
+    skip = findings["Train/test overlap not checked"]
+    assert skip.severity is Severity.INFO
+    assert skip.summary == "X_test has 5 features but X has 30; overlap not checked."
+    assert skip.metrics["train_test_overlap"] is None
+    assert "No duplicates found" in findings
+
+
+def test_overlap_with_text_columns_coded_independently():
+    train = pd.DataFrame({"city": ["a", "b", "c", "d"], "v": [1.0, 2.0, 3.0, 4.0]})
+    test = pd.DataFrame({"city": ["c", "zz", "a"], "v": [3.0, 3.0, 2.0]})  # only row 0 equals a training row
+    f = by_title(run_check("data.duplicates", X=train, X_test=test))["Train/test overlap"]
+    assert f.indices == (0,)
+
+
+def test_hash_collisions_never_make_false_duplicates():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, size=(300, 3)).astype(float)
+    bits = canonical_bits(X)
+    colliding = np.zeros(len(X), dtype=np.uint64)  # every row "collides"
+    groups = duplicate_groups(bits, colliding)
+    expected = pd.DataFrame(X).groupby([0, 1, 2]).ngroup().to_numpy()
+    sizes = np.bincount(expected)
+    repeated = sizes[expected] > 1
+    assert np.array_equal(groups >= 0, repeated)
+    for g in np.unique(groups[groups >= 0]):  # same group <=> same row content
+        assert len(np.unique(expected[groups == g])) == 1
+    test = X[:10] + np.r_[np.zeros(5), np.full(5, 10.0)][:, None]
+    assert list(rows_matching(canonical_bits(test), np.zeros(10, np.uint64), bits, colliding)) == [0, 1, 2, 3, 4]
+
+
+def test_signed_zero_and_nan_payloads_are_equal():
+    payload_nan = np.frombuffer(np.uint64(0x7FF8000000000123).tobytes(), dtype=np.float64)[0]
+    X = np.array([[0.0, np.nan, 1.0], [-0.0, payload_nan, 1.0], [0.0, 1.0, 1.0]])
+    f = by_title(run_check("data.duplicates", X=X))["Exact duplicate rows"]
+    assert f.indices == (1,)
+    assert len(np.unique(row_hashes(canonical_bits(X[:2])))) == 1
+
+
+def test_sampling_path_says_it_sampled(cancer):
+    X, y = cancer
+    X = X.copy()
+    X[300:400] = X[200:300]
+    budget = Budget(max_rows=100, seed=3)
+    sample = Budget(max_rows=100, seed=3).sample_rows(569)
+    with rng_unchanged():
+        f = by_title(duplicates(X=X, y=y, budget=budget))["Exact duplicate rows"]
+    assert f.indices == tuple(sample[pandas_duplicates(X[sample])])
+    assert f.metrics["sampled_rows"] == 100 and f.metrics["total_rows"] == 569
+    assert "in a random sample of 100 of 569 rows" in f.summary
+    assert "sampled 100 of 569 rows" in budget.notes
+
+
+def test_float32_and_float64_agree(cancer):
+    X, y = cancer
+    X = X.astype(np.float32)
+    X[50:60] = X[0:10]
+    y = y.copy()
+    y[55] = 1 - y[5]
+    a = run_check("data.duplicates", X=X.astype(np.float64), y=y, X_test=X[:20].astype(np.float64))
+    b = run_check("data.duplicates", X=X, y=y, X_test=X[:20])
+    assert [(f.title, f.indices, f.metrics) for f in a] == [(f.title, f.indices, f.metrics) for f in b]
+
+
+def test_large_array_with_one_percent_duplicates():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(100_000, 50))
+    dst = np.sort(rng.choice(np.arange(50_000, 100_000), size=1_000, replace=False))
+    X[dst] = X[rng.choice(50_000, size=1_000, replace=False)]
+    f = by_title(run_check("data.duplicates", X=X))["Exact duplicate rows"]
+    assert f.indices == tuple(dst)
+
+
+@pytest.mark.parametrize("case", bad_inputs(), ids=lambda c: c.id)
+def test_bad_inputs(case):
+    X, y = case.make()
+    with unchanged(X) if y is None else unchanged(X, y), rng_unchanged():
+        findings = duplicates(X=X, y=y, budget=Budget(max_rows=1000))
+    assert findings and all(f.check == "data.duplicates" and f.summary for f in findings)
+    text = " ".join(f"{f.title}: {f.summary} {' '.join(f.metrics.get('notes', []))}" for f in findings)
+    assert case.expect["data.duplicates"] in text
+    assert all(STABLE <= set(f.metrics) for f in findings)
+
+
+# -- properties Q4 (joint row permutation, class bijection) and Q5 (no global RNG dependence) --------
+@st.composite
+def labelled_rows(draw):
+    n = draw(st.integers(2, 40))
+    k = draw(st.integers(1, 3))
+    X = np.array(draw(st.lists(st.lists(st.integers(0, 2), min_size=k, max_size=k), min_size=n, max_size=n)),
+                 dtype=float)
+    y = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
+    perm = np.array(draw(st.permutations(range(n))))
+    n_test = draw(st.integers(1, 10))
+    X_test = np.array(draw(st.lists(st.lists(st.integers(0, 3), min_size=k, max_size=k),
+                                     min_size=n_test, max_size=n_test)), dtype=float)
+    test_perm = np.array(draw(st.permutations(range(n_test))))
+    return X, y, perm, X_test, test_perm
+
+
+def _run(X, y, X_test, seed=None, max_rows=200_000):
+    if seed is not None:
+        np.random.seed(seed)
+        random.seed(seed)
+    return by_title(duplicates(X=X, y=y, X_test=X_test, budget=Budget(max_rows=max_rows)))
+
+
+def _indices(findings, title):
+    return set(findings[title].indices) if title in findings else set()
+
+
+@settings(max_examples=60, deadline=None)
+@given(labelled_rows())
+def test_findings_follow_a_joint_row_permutation(data):
+    X, y, perm, X_test, test_perm = data
+    base = _run(X, y, X_test)
+    moved = _run(X[perm], y[perm], X_test[test_perm])
+    metrics = next(iter(base.values())).metrics
+    moved_metrics = next(iter(moved.values())).metrics
+    for key in ("exact_duplicates", "conflicting_label_duplicates", "train_test_overlap"):
+        assert metrics[key] == moved_metrics[key]
+    # rows in permuted data are original rows perm[i]
+    assert {int(perm[i]) for i in _indices(moved, "Duplicates with conflicting labels")} == \
+        _indices(base, "Duplicates with conflicting labels")
+    assert {int(test_perm[i]) for i in _indices(moved, "Train/test overlap")} == _indices(base, "Train/test overlap")
+    # which copy counts as "the repeat" depends on order: both runs must match the pandas oracle
+    assert _indices(base, "Exact duplicate rows") == set(pandas_duplicates(X))
+    assert _indices(moved, "Exact duplicate rows") == set(pandas_duplicates(X[perm]))
+    assert _indices(base, "Duplicates with conflicting labels") == set(pandas_conflicts(X, y))
+    # a bijection of class ids changes nothing
+    relabelled = _run(X, (y + 1) % 3, X_test)
+    assert _indices(relabelled, "Duplicates with conflicting labels") == \
+        _indices(base, "Duplicates with conflicting labels")
+
+
+@settings(max_examples=25, deadline=None)
+@given(labelled_rows(), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_results_do_not_depend_on_global_rng(data, seed_a, seed_b):
+    X, y, _, X_test, _ = data
+    state = np.random.get_state(), random.getstate()
+    try:
+        runs = [_run(X, y, X_test, seed=s, max_rows=max(1, len(X) // 2)) for s in (seed_a, seed_b)]
+    finally:
+        np.random.set_state(state[0])
+        random.setstate(state[1])
+    a, b = ([(f.title, f.indices, f.metrics) for f in r.values()] for r in runs)
+    assert a == b
