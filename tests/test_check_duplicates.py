@@ -258,3 +258,16 @@ def test_results_do_not_depend_on_global_rng(data, seed_a, seed_b):
         random.setstate(state[1])
     a, b = ([(f.title, f.indices, f.metrics) for f in r.values()] for r in runs)
     assert a == b
+
+
+def test_rows_with_unreadable_values_are_never_duplicates():
+    cells = np.empty(4, dtype=object)
+    cells[:] = [[1, 2], [1, 2], None, None]
+    df = pd.DataFrame({"obj": cells, "v": [1.0, 1.0, 2.0, 2.0],
+                       "p": pd.period_range("2020-01", periods=2, freq="M").repeat(2)})
+    with unchanged(df):
+        findings = by_title(run_check("data.duplicates", X=df, X_test=df.iloc[[0, 2]]))
+    exact = findings["Exact duplicate rows"]
+    assert exact.indices == (3,)  # rows 2 and 3 are equal (None is missing); rows 0 and 1 hold lists
+    assert "2 rows of X holding values that cannot be compared were left out" in exact.metrics["notes"]
+    assert findings["Train/test overlap"].indices == (1,)

@@ -240,3 +240,87 @@ def test_prepare_labels_mixed_and_missing():
     assert labels.target_type == "multiclass"
     cont = prepare_labels(np.linspace(0, 1, 50) ** 2, None, Budget())
     assert cont.target_type == "continuous" and cont.counts() == {}
+
+
+# -- the shared prepare helpers (mlsec_jupyter.checks._tabular) -------------------------------------
+class _Recorder:
+    """Records every instance-level access a check might make (B30)."""
+
+    calls: list[str] = []
+
+    def __repr__(self):
+        _Recorder.calls.append("repr")
+        return "recorder"
+
+    def __getattr__(self, name):
+        _Recorder.calls.append(f"getattr {name}")
+        raise AttributeError(name)
+
+    def __len__(self):
+        _Recorder.calls.append("len")
+        return 3
+
+    def __iter__(self):
+        _Recorder.calls.append("iter")
+        return iter([[1.0], [2.0], [3.0]])
+
+
+def test_unknown_objects_are_classified_by_type_only():
+    _Recorder.calls.clear()
+    lazy = type("DataFrame", (_Recorder,), {"__module__": "dask.dataframe.core"})()
+    for obj, phrase in [(_Recorder(), "not a supported data type"), (lazy, "lazy or out-of-core")]:
+        (f,) = run_check("data.integrity", X=obj)
+        assert f.severity is Severity.INFO and phrase in f.summary
+    column = np.empty((3, 2), dtype=object)
+    column[:, 0] = [_Recorder(), _Recorder(), None]
+    column[:, 1] = [1.0, 2.0, 3.0]
+    _Recorder.calls.clear()  # numpy probed the array protocols while the test built the column
+    findings = by_title(run_check("data.integrity", X=column))
+    assert "Values that cannot be checked" in findings
+    assert _Recorder.calls == []
+
+
+def test_pandas_default_str_tz_datetime_and_series():
+    df = pd.DataFrame({"s": ["a", "b", None, "a"],
+                       "t": pd.to_datetime(["2024-01-01", None, "2024-01-02", "2024-01-03"]).tz_localize("UTC"),
+                       "b": pd.array([True, None, False, True], dtype="boolean")})
+    table = prepare_features(df, Budget())
+    assert table.column_kinds == ["text", "datetime", "bool"]
+    assert np.isnan(table.values).sum(axis=0).tolist() == [1, 1, 1]
+    assert table.values[0, 1] == pd.Timestamp("2024-01-01", tz="UTC").value
+    series = prepare_features(pd.Series([1.0, 2.0, 2.0], name=("a", 1)), Budget())
+    assert series.columns == ["a / 1"] and series.n_features == 1
+
+
+def test_wide_sparse_is_capped_by_memory_not_only_rows():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((np.ones(2_000), (rng.integers(0, 2_000, 2_000), rng.integers(0, 100_000, 2_000))),
+                      shape=(2_000, 100_000))
+    budget = Budget()
+    table = prepare_features(X, budget)
+    assert table.n_rows == 320 and table.rows is not None and np.all(np.diff(table.rows) > 0)
+    assert any("memory budget" in n for n in budget.notes)
+
+
+def test_nd_input_refused_unless_allowed():
+    X = np.arange(24.0).reshape(2, 3, 4)
+    with pytest.raises(UnsupportedData, match="dim 3"):
+        prepare_features(X, Budget())
+    table = prepare_features(X, Budget(), allow_nd=True)
+    assert table.values.shape == (2, 12) and np.array_equal(table.values, X.reshape(2, -1))
+
+
+def test_prepare_labels_other_containers():
+    b = Budget()
+    t = torch.tensor([[1], [0], [1]])
+    assert prepare_labels(t, None, b).counts() == {"0": 1, "1": 2}
+    cat = pd.Series(pd.Categorical(["x", None, "z"], categories=["x", "y", "z"]))
+    labels = prepare_labels(cat, np.array([0, 1, 2]), b)
+    assert labels.classes == ["x", "z"] and labels.n_missing == 1
+    assert prepare_labels(np.array([True, False, True]), None, b).classes == ["False", "True"]
+    with pytest.raises(UnsupportedData, match="multi-output"):
+        prepare_labels(np.zeros((3, 2)), None, b)
+    with pytest.raises(UnsupportedData, match="fewer than the rows"):
+        prepare_labels([1, 2], np.array([0, 5]), b)

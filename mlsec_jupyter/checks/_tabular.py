@@ -22,8 +22,9 @@ import datetime as _dt
 import decimal
 import fractions
 import types
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -42,14 +43,17 @@ CONTINUOUS_MIN_DISTINCT = 10
 _LAZY_ROOTS = {"dask", "polars", "modin", "cudf", "pyspark", "ray", "vaex", "xarray", "ibis", "duckdb"}
 
 # value kinds found in object columns
-_MISSING, _BOOL, _NUMBER, _STR, _BYTES, _DATETIME, _OTHER = range(7)
+# value kinds found in object columns; _TEXTLIKE values come from trusted libraries whose str() is safe
+_MISSING, _BOOL, _NUMBER, _STR, _BYTES, _DATETIME, _TEXTLIKE, _OTHER = range(8)
 _KIND_WORDS = {_BOOL: "booleans", _NUMBER: "numbers", _STR: "text values", _BYTES: "bytes values",
-               _DATETIME: "dates", _OTHER: "other objects"}
+               _DATETIME: "dates", _TEXTLIKE: "durations/periods/intervals", _OTHER: "other objects"}
+_PANDAS_TEXTLIKE = {"Period", "Interval", "Timedelta"}
 _CENSUS: dict[type, int] = {
     type(None): _MISSING, bool: _BOOL, np.bool_: _BOOL, int: _NUMBER, float: _NUMBER,
     decimal.Decimal: _NUMBER, fractions.Fraction: _NUMBER, str: _STR, np.str_: _STR,
     bytes: _BYTES, np.bytes_: _BYTES, _dt.datetime: _DATETIME, _dt.date: _DATETIME,
-    np.datetime64: _DATETIME,
+    np.datetime64: _DATETIME, _dt.timedelta: _TEXTLIKE, _dt.time: _TEXTLIKE, np.timedelta64: _TEXTLIKE,
+    uuid.UUID: _TEXTLIKE,
 }
 _NS_PER_UNIT = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "m": 60 * 10**9, "s": 10**9, "ms": 10**6,
                 "us": 10**3, "ns": 1, "ps": 1e-3, "fs": 1e-6, "as": 1e-9}
@@ -90,6 +94,8 @@ class Table:
     are NaN; text/categorical columns hold integer codes whose keys are in ``categories[j]``;
     ``column_kinds[j]`` is one of numeric, categorical, text, bool, datetime, mixed, object
     ("object" columns hold values that could not be read; they are all NaN and should be ignored).
+    ``unreadable[j]`` marks the rows of column ``j`` whose value could not be read (NaN in
+    ``values`` but not missing), so checks can leave those cells or rows out.
     """
 
     values: np.ndarray
@@ -100,6 +106,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     categories: dict[int, list[str]] = field(default_factory=dict)
+    unreadable: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -118,6 +125,23 @@ class Table:
     def readable(self) -> np.ndarray:
         """Boolean mask of columns whose values mean something (not ``object`` kind)."""
         return np.array([k != "object" for k in self.column_kinds], dtype=bool)
+
+    @property
+    def unreadable_rows(self) -> np.ndarray | None:
+        """Rows holding at least one value that could not be read (``None``: every value was read)."""
+        if not self.unreadable:
+            return None
+        out = np.zeros(self.n_rows, dtype=bool)
+        for mask in self.unreadable.values():
+            out |= mask
+        return out
+
+    def missing_mask(self) -> np.ndarray:
+        """Boolean (rows, features) mask of missing values: NaN, except cells that could not be read."""
+        mask = np.isnan(self.values)
+        for j, rows in self.unreadable.items():
+            mask[:, j] &= ~rows
+        return mask
 
     def positions(self, local: Any = None) -> np.ndarray:
         """Original row positions of local row indices (all rows when ``local`` is None)."""
@@ -161,6 +185,7 @@ class _Col:
     kind: str
     keys: list[str] | None = None
     issues: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, message, count)
+    unreadable: np.ndarray | None = None  # rows whose value could not be read
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,11 +233,6 @@ def _module_of(tp: type) -> str:
         return str(tp.__module__ or "")
     except Exception:
         return ""
-
-
-def _is_pandas_missing(value: Any) -> bool:
-    tp = type(value)
-    return _module_of(tp).startswith("pandas") and tp.__name__ in {"NAType", "NaTType"}
 
 
 def _root_module(obj: Any) -> str:
@@ -301,20 +321,47 @@ def _complex_error(name: str, dtype: Any) -> UnsupportedData:
 # --------------------------------------------------------------------------------------------------
 # value keys (shared by object columns, categoricals and train/test alignment)
 # --------------------------------------------------------------------------------------------------
-def _census(value: Any) -> int:
-    kind = _CENSUS.get(type(value))
+def _census_type(tp: type) -> int:
+    """The value kind of every object of exact type ``tp`` (decided by the type alone)."""
+    kind = _CENSUS.get(tp)
     if kind is not None:
         return kind
-    if isinstance(value, np.generic):
-        if isinstance(value, (np.integer, np.floating)):
-            return _NUMBER
-        if isinstance(value, np.timedelta64):
-            return _OTHER
-    if _is_pandas_missing(value):
-        return _MISSING
-    if _module_of(type(value)).startswith("pandas") and type(value).__name__ == "Timestamp":
-        return _DATETIME
+    if issubclass(tp, (np.integer, np.floating)) and _module_of(tp) == "numpy":
+        return _NUMBER
+    if _module_of(tp).startswith("pandas"):
+        name = tp.__name__
+        if name in {"NAType", "NaTType"}:
+            return _MISSING
+        if name == "Timestamp":
+            return _DATETIME
+        if name in _PANDAS_TEXTLIKE:
+            return _TEXTLIKE
     return _OTHER
+
+
+def _census(value: Any) -> int:
+    return _census_type(type(value))
+
+
+def _census_all(a: np.ndarray) -> np.ndarray:
+    """Value kind of every element of a 1-D object array, one pass per distinct type."""
+    types_ = np.frompyfunc(type, 1, 1)(a) if len(a) else np.empty(0, dtype=object)
+    distinct = set(types_.tolist())
+    if len(distinct) > 16:  # many types: classify element by element
+        return np.fromiter((_census_type(t) for t in types_), dtype=np.int8, count=len(a))
+    kinds = np.empty(len(a), dtype=np.int8)
+    for tp in distinct:
+        kinds[types_ == tp] = _census_type(tp)
+    return kinds
+
+
+def _floats(a: np.ndarray) -> np.ndarray:
+    """Numbers in an object array (int, float, numpy, Decimal, Fraction, bool) -> float64."""
+    try:
+        with np.errstate(all="ignore"):
+            return a.astype(np.float64)
+    except (OverflowError, TypeError, ValueError):  # e.g. an int beyond float range
+        return np.array([_to_float(v) for v in a], dtype=np.float64)
 
 
 def _to_float(value: Any) -> float:
@@ -355,11 +402,10 @@ def _value_key(value: Any, kind: int) -> str | None:
     if kind == _DATETIME:
         ns = _datetime_ns(value)
         return None if ns != ns else "d:" + repr(ns)
+    if kind == _TEXTLIKE:
+        text = str(value)
+        return None if text in ("NaT", "nat") else "x:" + text
     return None
-
-
-def _key_display(key: str) -> str:
-    return key[2:]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -368,30 +414,29 @@ def _key_display(key: str) -> str:
 def _datetime64_ns(a: np.ndarray) -> np.ndarray:
     """datetime64 / timedelta64 array -> float64 nanoseconds, NaT -> NaN."""
     unit, count = np.datetime_data(a.dtype)
-    if unit in ("Y", "M", "W", "generic"):
-        a = a.astype("datetime64[D]" if a.dtype.kind == "M" else "timedelta64[D]") if unit != "generic" else a
+    if unit in ("Y", "M", "W"):  # calendar units have no fixed length: go through days
+        a = a.astype("datetime64[D]" if a.dtype.kind == "M" else "timedelta64[D]")
         unit, count = np.datetime_data(a.dtype)
-    raw = a.view(np.int64)
+    raw = a.astype(np.int64)  # a copy in native byte order; NaT is the smallest int64
     out = raw.astype(np.float64) * (_NS_PER_UNIT.get(unit, 1) * count)
     out[raw == np.iinfo(np.int64).min] = np.nan
     return out
 
 
-def _object_array(items: list[Any]) -> np.ndarray:
-    """A 1-D object array of ``items`` (never a fixed-width string array, whose size is set by the
-    longest string)."""
-    return np.fromiter(items, dtype=object, count=len(items))
+def _factorize(items: Sequence[Any] | np.ndarray, n: int) -> tuple[np.ndarray, list[Any]]:
+    """Codes of hashable, mutually comparable values, numbered in sorted-value order (so codes do not
+    depend on row order), and the sorted distinct values. Hashing only: no sort of the whole column."""
+    uniq = sorted(dict.fromkeys(items))
+    index = {v: i for i, v in enumerate(uniq)}
+    return np.fromiter(map(index.__getitem__, items), dtype=np.int64, count=n), uniq
 
 
 def _codes_from_keys(keys: list[str | None]) -> tuple[np.ndarray, list[str]]:
-    """Integer codes (NaN for None) in sorted-key order."""
-    present = [k for k in keys if k is not None]
+    """Float codes (NaN for None) in sorted-key order, and the sorted keys."""
+    present = np.fromiter((k is not None for k in keys), dtype=bool, count=len(keys))
+    codes, uniq = _factorize([k for k in keys if k is not None], int(present.sum()))
     out = np.full(len(keys), np.nan)
-    if not present:
-        return out, []
-    uniq, inv = np.unique(_object_array(present), return_inverse=True)
-    mask = np.fromiter((k is not None for k in keys), dtype=bool, count=len(keys))
-    out[mask] = inv.reshape(-1)
+    out[present] = codes
     return out, [str(u) for u in uniq]
 
 
@@ -408,7 +453,8 @@ def _numeric_column(a: np.ndarray, name: str) -> _Col:
         n = len(a)
         return _Col(np.full(n, np.nan), "object",
                     issues=[("unreadable_objects", f"column '{name}' holds raw bytes (dtype {a.dtype}); "
-                                                   f"it was not checked", n)])
+                                                   f"it was not checked", n)],
+                    unreadable=np.ones(n, dtype=bool))
     with np.errstate(all="ignore"):
         values = a.astype(np.float64)
     issues = []
@@ -434,27 +480,33 @@ def _numeric_column(a: np.ndarray, name: str) -> _Col:
 def _text_column(a: np.ndarray, name: str, missing: np.ndarray | None = None) -> _Col:
     """Strings (a numpy U/S array, or an object array of str or of bytes; ``missing`` marks entries
     that were None/NaN) -> numbers when every string is a number, else codes."""
-    n = len(a)
-    valid = np.ones(n, dtype=bool) if missing is None else ~missing
+    valid = np.ones(len(a), dtype=bool) if missing is None else ~missing
     present = a[valid]
-    uniq, inv = np.unique(present, return_inverse=True)
-    parsed = np.array([_parse_float(u) for u in uniq], dtype=np.float64) if len(uniq) else np.empty(0)
+    codes, uniq = _factorize(present.tolist() if a.dtype.kind in "US" else present, len(present))
+    return _text_from_codes(codes, uniq, valid, name)
+
+
+def _text_from_codes(codes: np.ndarray, uniq: list[Any], valid: np.ndarray, name: str) -> _Col:
+    """``codes`` (one per valid row) index the sorted distinct strings ``uniq``."""
+    parsed = np.array([_parse_float(u) for u in uniq], dtype=np.float64)
     numeric = ~np.isnan(parsed) | np.array([_is_nan_text(u) for u in uniq], dtype=bool)
-    counts = np.bincount(inv.reshape(-1), minlength=len(uniq))
+    counts = np.bincount(codes, minlength=len(uniq))
     n_numeric = int(counts[numeric].sum()) if len(uniq) else 0
-    values = np.full(n, np.nan)
+    values = np.full(len(valid), np.nan)
     if len(uniq) and numeric.all():
-        values[valid] = parsed[inv.reshape(-1)]
+        values[valid] = parsed[codes]
         issue = ("numbers_as_text", f"column '{name}' holds {n_numeric:,} numbers stored as text", n_numeric)
         return _Col(values, "text", issues=[issue])
-    keys = ["b:" + u.decode("latin-1") if isinstance(u, bytes) else "s:" + str(u) for u in uniq]
-    values[valid] = inv.reshape(-1)
+    keys = ["b:" + bytes(u).decode("latin-1") if isinstance(u, bytes) else "s:" + str(u) for u in uniq]
+    values[valid] = codes
     issues = []
-    if len(uniq) and n_numeric >= 0.5 * len(present):
-        bad = uniq[~numeric][0]
-        bad_text = bad.decode("latin-1") if isinstance(bad, bytes) else str(bad)
+    if len(uniq) and n_numeric >= 0.5 * len(codes):
+        bad = uniq[int(np.flatnonzero(~numeric)[0])]
+        bad_text = bytes(bad).decode("latin-1") if isinstance(bad, bytes) else str(bad)
+        others = len(codes) - n_numeric
         issues.append(("numbers_as_text", f"column '{name}' holds mostly numbers stored as text, with "
-                                          f"{len(present) - n_numeric:,} entries that are not numbers "
+                                          f"{plural(others, 'entry', 'entries')} that "
+                                          f"{'is not a number' if others == 1 else 'are not numbers'} "
                                           f"(e.g. '{_short(bad_text, 20)}')", n_numeric))
     return _Col(values, "text", keys=keys, issues=issues)
 
@@ -476,20 +528,17 @@ def _is_nan_text(text: Any) -> bool:
 def _object_column(a: np.ndarray, name: str) -> _Col:
     """A 1-D object array: classify every value by exact type, then convert (B3)."""
     n = len(a)
-    kinds = np.fromiter((_census(v) for v in a), dtype=np.int8, count=n)
+    kinds = _census_all(a)
     found = {int(k) for k in np.unique(kinds)} - {_MISSING}
     missing = kinds == _MISSING
     if not found:
         return _Col(np.full(n, np.nan), "numeric")
     if found <= {_BOOL, _NUMBER}:
         values = np.full(n, np.nan)
-        values[~missing] = [_to_float(v) for v in a[~missing]]
+        values[~missing] = _floats(a[~missing])
         return _Col(values, "bool" if found == {_BOOL} else "numeric")
-    if found == {_STR} or found == {_BYTES}:
-        blank = "" if found == {_STR} else b""
-        texts = _object_array([blank if k == _MISSING else str.__str__(v) if k == _STR else bytes(v)
-                               for v, k in zip(a, kinds)])
-        return _text_column(texts, name, missing)
+    if found == {_STR} or found == {_BYTES}:  # exact str / np.str_ (or bytes): safe to hash and sort
+        return _text_column(a, name, missing)
     if found == {_DATETIME}:
         values = np.full(n, np.nan)
         values[~missing] = [_datetime_ns(v) for v in a[~missing]]
@@ -498,23 +547,27 @@ def _object_column(a: np.ndarray, name: str) -> _Col:
 
 
 def _mixed_column(a: np.ndarray, kinds: np.ndarray, found: set[int], name: str) -> _Col:
+    """Several kinds of values, or values without a natural number: code them by exact value."""
     issues = []
-    other = int(np.count_nonzero(kinds == _OTHER))
+    unreadable = kinds == _OTHER
+    other = int(np.count_nonzero(unreadable))
     if other:
         example = next(_type_name(v) for v, k in zip(a, kinds) if k == _OTHER)
-        issues.append(("unreadable_objects", f"column '{name}' holds {other:,} values of type "
-                                             f"{_short(example, 40)} that cannot be compared; they were "
-                                             f"treated as missing", other))
+        issues.append(("unreadable_objects", f"column '{name}' holds {plural(other, 'value')} of type "
+                                             f"{_short(example, 40)} that cannot be compared; left out "
+                                             f"of the checks", other))
     readable = found - {_OTHER}
+    unreadable_rows = unreadable if other else None
     if not readable:
-        return _Col(np.full(len(a), np.nan), "object", issues=issues)
+        return _Col(np.full(len(a), np.nan), "object", issues=issues, unreadable=unreadable_rows)
     keys = [_value_key(v, int(k)) for v, k in zip(a, kinds)]
     values, categories = _codes_from_keys(keys)
     if len(readable) > 1:
         parts = [f"{_KIND_WORDS[k]} ({int(np.count_nonzero(kinds == k)):,})" for k in sorted(readable)]
         issues.append(("mixed_types", f"column '{name}' mixes {', '.join(parts[:-1])} and {parts[-1]}",
                        int(np.count_nonzero(kinds != _MISSING))))
-    return _Col(values, "mixed" if len(readable) > 1 else "categorical", keys=categories, issues=issues)
+    return _Col(values, "mixed" if len(readable) > 1 else "categorical", keys=categories, issues=issues,
+                unreadable=unreadable_rows)
 
 
 def _array_column(a: np.ndarray, name: str) -> _Col:
@@ -529,15 +582,19 @@ def _assemble(cols: list[_Col], names: list[str], rows: np.ndarray | None, n_tot
     n = len(cols[0].values) if cols else 0
     values = np.empty((n, len(cols)), dtype=np.float64)
     issues, categories = [], {}
+    unreadable = {}
     for j, (col, name) in enumerate(zip(cols, names)):
         values[:, j] = col.values
         issues.extend(Issue(kind, name, message, count) for kind, message, count in col.issues)
         if col.keys is not None:
             categories[j] = col.keys
+        if col.unreadable is not None:
+            unreadable[j] = col.unreadable
     for note in notes:
         budget.note(note)
     return Table(values=values, rows=rows, n_rows_total=n_total, columns=names,
-                 column_kinds=[c.kind for c in cols], notes=list(notes), issues=issues, categories=categories)
+                 column_kinds=[c.kind for c in cols], notes=list(notes), issues=issues, categories=categories,
+                 unreadable=unreadable)
 
 
 def _final_names(own: list[str] | None, feature_names: Any, k: int, notes: list[str]) -> list[str]:
@@ -552,7 +609,7 @@ def _final_names(own: list[str] | None, feature_names: Any, k: int, notes: list[
 
 
 def _dense_table(a: np.ndarray, rows: np.ndarray | None, n_total: int, feature_names: Any,
-                 notes: list[str], budget: Budget, name: str, own_names: list[str] | None = None) -> Table:
+                 notes: list[str], budget: Budget, name: str) -> Table:
     """A 2-D (or structured 1-D) numpy sample that we may read freely -> Table."""
     if a.dtype.names:
         cols, raw_names = [], []
@@ -567,14 +624,13 @@ def _dense_table(a: np.ndarray, rows: np.ndarray | None, n_total: int, feature_n
                 raw_names.extend(f"{field_name}[{i}]" for i in range(flat.shape[1]))
         names = _final_names(raw_names, None, len(cols), notes)
         return _assemble([_array_column(c, nm) for c, nm in zip(cols, names)], names, rows, n_total, notes, budget)
-    names = _final_names(own_names, feature_names, a.shape[1], notes)
+    names = _final_names(None, feature_names, a.shape[1], notes)
     if a.dtype.kind in "biuf" and a.dtype.itemsize <= 8:
         return _fast_numeric(a, names, rows, n_total, notes, budget)
     cols = []
     for j in range(a.shape[1]):
         cols.append(_array_column(a[:, j], names[j]))
-        if j % 64 == 63:
-            budget.checkpoint()
+        budget.checkpoint()
     return _assemble(cols, names, rows, n_total, notes, budget)
 
 
@@ -589,12 +645,14 @@ def _fast_numeric(a: np.ndarray, names: list[str], rows: np.ndarray | None, n_to
         issues = [Issue("float16", nm, f"column '{nm}' is float16 (about 3 significant digits)", len(a))
                   for nm in names]
     elif kind == "f" and a.dtype.itemsize == 8 and values.size:
-        with np.errstate(invalid="ignore"):
-            beyond = (np.abs(values) > FLOAT32_MAX) & np.isfinite(values)
-        for j in np.flatnonzero(beyond.any(axis=0)):
-            count = int(beyond[:, j].sum())
-            issues.append(Issue("beyond_float32", names[j], f"column '{names[j]}' has {count:,} values "
-                                                            f"beyond float32 max (3.4e38)", count))
+        # column extremes first (no full-size temporaries), then count only in suspect columns
+        suspect = (np.fmin.reduce(values, axis=0) < -FLOAT32_MAX) | (np.fmax.reduce(values, axis=0) > FLOAT32_MAX)
+        for j in np.flatnonzero(suspect):
+            col = values[:, j]
+            count = int(np.count_nonzero(np.isfinite(col) & (np.abs(col) > FLOAT32_MAX)))
+            if count:
+                issues.append(Issue("beyond_float32", names[j], f"column '{names[j]}' has {count:,} values "
+                                                                f"beyond float32 max (3.4e38)", count))
     elif kind in "iu" and a.dtype.itemsize == 8 and a.size:
         big = (a > EXACT_INT_LIMIT) | (a < -EXACT_INT_LIMIT) if kind == "i" else a > EXACT_INT_LIMIT
         for j in np.flatnonzero(big.any(axis=0)):
@@ -709,8 +767,7 @@ def _from_pandas(X: Any, budget: Budget, feature_names: Any, name: str) -> Table
     cols = []
     for j, s in enumerate(series):
         cols.append(_pandas_column(s, names[j]))
-        if j % 64 == 63:
-            budget.checkpoint()
+        budget.checkpoint()
     return _assemble(cols, names, rows, n, notes, budget)
 
 
@@ -737,6 +794,10 @@ def _pandas_column(s: Any, name: str) -> _Col:
             col.values[s.isna().to_numpy()] = np.nan
             return col
         return _Col(s.to_numpy(dtype=np.float64, na_value=np.nan), "numeric")
+    if isinstance(dtype, pd.StringDtype):  # pandas 3's default text dtype: only str and NA inside
+        codes, uniques = pd.factorize(s, sort=True)
+        valid = codes >= 0
+        return _text_from_codes(codes[valid].astype(np.int64), list(uniques), valid, name)
     return _object_column(s.to_numpy(dtype=object, na_value=None), name)
 
 
@@ -966,10 +1027,9 @@ def _pandas_labels(y: Any, rows: np.ndarray | None) -> tuple[np.ndarray, list[st
 
 
 def _display(value: Any) -> str:
+    """A label value as text, without running user code (unknown types show their type name)."""
     kind = _census(value)
-    if kind == _NUMBER and isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(value)
-    if kind in (_BOOL, _NUMBER, _STR, _DATETIME):
+    if kind in (_BOOL, _NUMBER, _STR, _DATETIME, _TEXTLIKE):
         return str(value)
     if kind == _BYTES:
         return bytes(value).decode("latin-1")
@@ -986,7 +1046,8 @@ def _target_type(n_classes: int, n_valid: int, *, numeric: bool, non_integer: bo
     return "binary" if n_classes <= 2 else "multiclass"
 
 
-def _numeric_labels(a: np.ndarray, int_like: bool) -> Labels:
+def _numeric_labels(a: np.ndarray, style: str) -> Labels:
+    """Numeric labels; ``style`` (bool / int / float) decides how class names are written."""
     with np.errstate(all="ignore"):
         values = a.astype(np.float64)
     valid = np.isfinite(values)
@@ -997,10 +1058,13 @@ def _numeric_labels(a: np.ndarray, int_like: bool) -> Labels:
     ttype = _target_type(len(uniq), int(valid.sum()), numeric=True, non_integer=non_integer)
     if ttype == "continuous":
         classes: list[str] = []
-    elif int_like or a.dtype.kind in "iub":
-        classes = [str(bool(u)) if a.dtype.kind == "b" else str(int(u)) for u in uniq]
-    else:
-        classes = [str(float(u)) for u in uniq]
+    elif style == "bool":
+        classes = [str(bool(u)) for u in uniq]
+    elif style == "int":
+        classes = [str(int(u)) for u in uniq]
+    else:  # written in the labels' own precision: float32 0.1 is "0.1", not "0.10000000149011612"
+        scalar = a.dtype.type if a.dtype.kind == "f" else float
+        classes = [str(scalar(u)) for u in uniq]
     values[~valid] = np.nan
     return Labels(codes, classes, int(np.count_nonzero(~valid)), ttype, values)
 
@@ -1016,16 +1080,20 @@ def _text_labels(keys: list[str | None], shown: dict[str, str]) -> Labels:
 
 
 def _object_labels(a: np.ndarray) -> Labels:
-    kinds = np.fromiter((_census(v) for v in a), dtype=np.int8, count=len(a))
+    kinds = _census_all(a)
     found = {int(k) for k in np.unique(kinds)} - {_MISSING}
     if _OTHER in found:
         example = next(_type_name(v) for v, k in zip(a, kinds) if k == _OTHER)
         raise UnsupportedData(f"y holds values of type {_short(example, 40)}, which are not class labels; "
                               f"labels not checked. Pass one number or string per row.")
     if found and found <= {_BOOL, _NUMBER}:
-        values = np.array([np.nan if k == _MISSING else _to_float(v) for v, k in zip(a, kinds)])
-        int_like = all(isinstance(v, (int, np.integer, bool, np.bool_)) for v, k in zip(a, kinds) if k != _MISSING)
-        return _numeric_labels(values, int_like)
+        values = np.full(len(a), np.nan)
+        values[kinds != _MISSING] = _floats(a[kinds != _MISSING])
+        if found == {_BOOL}:
+            return _numeric_labels(values, "bool")
+        present_types = set(np.frompyfunc(type, 1, 1)(a[kinds != _MISSING]).tolist())
+        int_like = all(issubclass(t, (int, np.integer, np.bool_)) for t in present_types)
+        return _numeric_labels(values, "int" if int_like else "float")
     keys: list[str | None] = []
     shown: dict[str, str] = {}
     for v, k in zip(a, kinds):
@@ -1056,7 +1124,7 @@ def prepare_labels(y: Any, rows: np.ndarray | None, budget: Budget) -> Labels:
     if kind in "Mm":
         raise UnsupportedData("y holds dates or durations, not class labels; labels not checked.")
     if kind in "biuf":
-        return _numeric_labels(a, kind in "biu")
+        return _numeric_labels(a, {"b": "bool", "i": "int", "u": "int"}.get(kind, "float"))
     if kind in "US":
         keys = ["s:" + str(t) if kind == "U" else "b:" + bytes(t).decode("latin-1") for t in a]
         return _text_labels(keys, {k: k[2:] for k in set(keys)})
@@ -1126,9 +1194,8 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else many or word + 's'}"
 
 
-def column_list(names: Sequence[str], limit: int = 5, counts: Sequence[int] | None = None,
-                fmt: Callable[[int], str] = lambda c: f"{c:,}") -> str:
+def column_list(names: Sequence[str], limit: int = 5, counts: Sequence[int] | None = None) -> str:
     """``'a' (3), 'b' (1) and 4 more`` — a short, readable list of column names for summaries."""
-    parts = [f"'{n}'" + (f" ({fmt(counts[i])})" if counts is not None else "") for i, n in enumerate(names[:limit])]
+    parts = [f"'{n}'" + (f" ({counts[i]:,})" if counts is not None else "") for i, n in enumerate(names[:limit])]
     more = len(names) - limit
     return ", ".join(parts) + (f" and {more:,} more" if more > 0 else "")

@@ -31,11 +31,19 @@ _MASK = (1 << 64) - 1
 
 
 # -- exact row comparison (pure kernels) ------------------------------------------------------------
-def canonical_bits(values: np.ndarray) -> np.ndarray:
-    """A new uint64 (rows, features) array: equal rows have equal bits (-0.0 == 0.0, NaN == NaN)."""
-    v = np.asarray(values, dtype=np.float64) + 0.0  # a fresh array; -0.0 + 0.0 is +0.0
+def canonical_bits(values: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """uint64 (rows, features) bits in which equal rows are equal (-0.0 == 0.0, NaN == NaN).
+
+    ``inplace=True`` reuses ``values`` (a C-contiguous float64 array the caller owns) instead of
+    copying it.
+    """
+    if inplace and values.dtype == np.float64 and values.flags.c_contiguous and values.flags.writeable:
+        v = values
+        v += 0.0  # -0.0 + 0.0 is +0.0
+    else:
+        v = np.array(values, dtype=np.float64, order="C") + 0.0
     v[np.isnan(v)] = np.nan
-    return np.ascontiguousarray(v).view(np.uint64)
+    return v.view(np.uint64)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -48,16 +56,22 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def row_hashes(bits: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of every row of a uint64 (rows, features) array (order of columns matters)."""
+def row_hashes(bits: np.ndarray, block: int = 16_384) -> np.ndarray:
+    """A 64-bit hash of every row of a uint64 (rows, features) array (order of columns matters).
+
+    Rows are hashed in blocks, so the extra memory is one transposed block, not a copy of the data.
+    """
     n_rows, n_cols = bits.shape
-    columns = np.ascontiguousarray(bits.T)
-    h = np.full(n_rows, _GOLDEN, dtype=np.uint64)
-    for j in range(n_cols):
-        x = columns[j] + np.uint64(((j + 1) * _GOLDEN) & _MASK)
-        h ^= _mix(x)
-        _mix(h)
-    return h
+    salts = [np.uint64(((j + 1) * _GOLDEN) & _MASK) for j in range(n_cols)]
+    out = np.empty(n_rows, dtype=np.uint64)
+    for start in range(0, n_rows, block):
+        columns = np.ascontiguousarray(bits[start:start + block].T)
+        h = np.full(columns.shape[1], _GOLDEN, dtype=np.uint64)
+        for j in range(n_cols):
+            h ^= _mix(columns[j] + salts[j])
+            _mix(h)
+        out[start:start + block] = h
+    return out
 
 
 def duplicate_groups(bits: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -104,14 +118,14 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
     except UnsupportedData as exc:
         return [_skipped("Duplicates not checked", exc.message, exc.severity)]
     notes = list(table.notes)
-    if not table.readable.all():
-        notes.append("columns of unreadable objects were ignored in the comparison")
+    train_ok = _comparable(table, notes)
     test, test_problem = _read_test(X_test, table, budget)
     train_values, test_values = _aligned(table, test)
-    bits = canonical_bits(train_values)
+    bits = canonical_bits(train_values, inplace=True)  # our own copy of the data
     hashes = row_hashes(bits)
     budget.checkpoint()
-    groups = duplicate_groups(bits, hashes)
+    groups = np.full(table.n_rows, -1, dtype=np.int64)
+    groups[train_ok] = duplicate_groups(bits[train_ok], hashes[train_ok])
     labels, label_note = _read_labels(y, table, budget)
     if label_note:
         notes.append(label_note)
@@ -129,8 +143,7 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
         drafts.append(_conflict_draft(table, conflict_rows, n_conflict_groups))
     metrics["train_test_overlap"] = None
     if test is not None and test_values is not None:
-        test_bits = canonical_bits(test_values)
-        overlap = rows_matching(test_bits, row_hashes(test_bits), bits, hashes)
+        overlap = _overlap(test, test_values, bits[train_ok], hashes[train_ok], notes)
         metrics.update(train_test_overlap=len(overlap), n_test_rows=test.n_rows_total)
         if len(overlap):
             drafts.append(_overlap_draft(table, test, overlap))
@@ -151,6 +164,18 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
 
 
 # -- inputs -----------------------------------------------------------------------------------------
+def _comparable(table: Table, notes: list[str], name: str = "X") -> np.ndarray:
+    """Rows that can be compared exactly: rows holding a value that could not be read are left out,
+    so they can never be reported as duplicates."""
+    unreadable = table.unreadable_rows
+    if unreadable is None:
+        return np.ones(table.n_rows, dtype=bool)
+    left_out = int(unreadable.sum())
+    notes.append(f"{plural(left_out, 'row')} of {name} holding values that cannot be compared "
+                 f"{'was' if left_out == 1 else 'were'} left out")
+    return ~unreadable
+
+
 def _read_test(X_test: Any, table: Table, budget: Budget) -> tuple[Table | None, str]:
     if X_test is None:
         return None, ""
@@ -189,6 +214,14 @@ def _read_labels(y: Any, table: Table, budget: Budget) -> tuple[Labels | None, s
 
 
 # -- measurements -----------------------------------------------------------------------------------
+def _overlap(test: Table, test_values: np.ndarray, train_bits: np.ndarray, train_hashes: np.ndarray,
+             notes: list[str]) -> np.ndarray:
+    """Local indices of test rows identical to a (comparable) training row."""
+    test_bits = canonical_bits(test_values, inplace=True)  # our own copy
+    ok = np.flatnonzero(_comparable(test, notes, "X_test"))
+    return ok[rows_matching(test_bits[ok], row_hashes(test_bits[ok]), train_bits, train_hashes)]
+
+
 def _later_duplicates(groups: np.ndarray) -> tuple[np.ndarray, int]:
     """Rows that repeat an earlier row (local indices), and the number of repeated distinct rows."""
     members = np.flatnonzero(groups >= 0)

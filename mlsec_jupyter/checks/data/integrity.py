@@ -75,13 +75,12 @@ def integrity(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budge
 # -- metrics ---------------------------------------------------------------------------------------
 def _base_metrics(table: Table, labels: Labels | None) -> dict[str, Any]:
     readable = table.readable
-    values = table.values[:, readable]
     constant = _constant_mask(table)
     metrics: dict[str, Any] = {
         "n_rows": table.n_rows_total,
         "n_features": table.n_features,
-        "nan_count": int(np.count_nonzero(np.isnan(values))),
-        "inf_count": int(np.count_nonzero(np.isinf(values))),
+        "nan_count": int(table.missing_mask().sum(axis=0)[readable].sum()),
+        "inf_count": int(np.isinf(table.values).sum(axis=0)[readable].sum()),
         "constant_columns": [c for c, k in zip(table.columns, constant) if k],
         "class_counts": labels.counts() if labels is not None else {},
     }
@@ -118,8 +117,7 @@ def _cell_problem(table: Table, mask: np.ndarray) -> tuple[list[str], list[int],
 
 
 def _missing_values(table: Table) -> list[Draft]:
-    mask = np.isnan(table.values)
-    cols, counts, rows = _cell_problem(table, mask)
+    cols, counts, rows = _cell_problem(table, table.missing_mask())
     if not cols:
         return []
     total = sum(counts)
