@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,18 @@ class CardDisplay:
     The frame is displayed on the main thread with ``display_id = card.card_id`` (R6). Updates
     from a worker are published with the originating cell's parent header, so a front end routes
     them to that cell even when another cell is running (ipykernel 7 sends thread output without a
-    parent to the latest cell). Clients that only listen to the running cell (nbclient) get a
-    second copy under the current parent, which the others ignore: an unknown display id is a no-op.
+    parent to the latest cell). Clients that only follow the running cell (nbclient, papermill)
+    get a second copy under the current parent, and the final bundle once more at the start of the
+    next cell, in case it arrived while no cell ran; the other front ends ignore these copies, since
+    an update for a display id they do not hold in that cell is a no-op.
     Shells without a kernel (terminal IPython, tests) get the finished card at once instead.
     """
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self._parents: dict[str, dict[str, Any]] = {}
+        self._finished: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()  # one update at a time, so a card never goes back in time
 
     @property
     def live(self) -> bool:
@@ -55,30 +60,42 @@ class CardDisplay:
     def show(self, card: RiskCard) -> None:
         from IPython.display import display
 
-        pub = self.shell.display_pub
-        parent = getattr(pub, "parent_header", None)
-        if parent:
-            self._parents[card.card_id] = copy.deepcopy(parent)
-        display(card._repr_mimebundle_(), raw=True, display_id=card.card_id)
+        parent = getattr(self.shell.display_pub, "parent_header", None)
+        with self._lock:
+            if parent:
+                self._parents[card.card_id] = copy.deepcopy(parent)
+            display(card._repr_mimebundle_(), raw=True, display_id=card.card_id)
 
     def update(self, card: RiskCard) -> None:
+        """Publish the card's current state (called from workers, and by ``%mlsec wait``)."""
         from IPython.display import update_display
 
-        bundle = card._repr_mimebundle_()
-        pub = self.shell.display_pub
-        parent = self._parents.get(card.card_id)
-        if card.status == "done":
-            self._parents.pop(card.card_id, None)
-        if parent and hasattr(pub, "set_thread_parent"):
-            token = pub.set_thread_parent(parent)
-            try:
-                update_display(bundle, raw=True, display_id=card.card_id)
-            finally:
-                pub.reset_thread_parent(token)
-            current = getattr(pub, "parent_header", None) or {}  # the latest cell's, in this thread
-            if current.get("msg_id") == parent.get("msg_id"):
-                return
-        update_display(bundle, raw=True, display_id=card.card_id)
+        with self._lock:
+            bundle = card._repr_mimebundle_()
+            done = card.status == "done"
+            parent = self._parents.pop(card.card_id, None) if done else self._parents.get(card.card_id)
+            pub = self.shell.display_pub
+            if parent and hasattr(pub, "set_thread_parent"):
+                token = pub.set_thread_parent(parent)
+                try:
+                    update_display(bundle, raw=True, display_id=card.card_id)
+                finally:
+                    pub.reset_thread_parent(token)
+                if done:
+                    self._finished.append((card.card_id, bundle))
+                current = getattr(pub, "parent_header", None) or {}  # the latest cell's, in this thread
+                if current.get("msg_id") == parent.get("msg_id"):
+                    return
+            update_display(bundle, raw=True, display_id=card.card_id)
+
+    def resend_finished(self) -> None:
+        """At the start of a cell: send cards finished since the last one again, under this cell."""
+        from IPython.display import update_display
+
+        with self._lock:
+            finished, self._finished = self._finished, []
+            for card_id, bundle in finished:
+                update_display(bundle, raw=True, display_id=card_id)
 
 
 class Extension:
@@ -129,6 +146,8 @@ class Extension:
     def pre_run_cell(self, info: Any = None) -> None:
         self._depth += 1
         try:
+            if self._depth == 1 and self.display.live:
+                self.display.resend_finished()
             force, self.force_next = self.force_next, False
             if self._pending is not None or not (self.session.config.auto or force):
                 return  # an outer cell already records; nested runs merge into it

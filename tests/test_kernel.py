@@ -113,3 +113,21 @@ def test_hooks_add_no_error_output_and_interrupting_a_cell_cancels_checks(kernel
     out = _wait_for(kc, lambda m: m["msg_type"] == "stream" and "mlsec-jupyter" in m["content"]["text"]
                     and m["parent_header"].get("msg_id") == status_id)
     assert "Error in callback" not in "".join(m["content"].get("text", "") for m in out)
+
+
+def test_a_card_finished_between_cells_is_sent_again_with_the_next_cell(kernel):
+    """nbclient and papermill only listen to the running cell: the next cell carries the final card."""
+    kc = kernel
+    _execute(kc, "%load_ext mlsec_jupyter\nfrom sklearn.datasets import load_iris\n" + SLOW_CHECK)
+    cell = kc.execute("X, y = load_iris(return_X_y=True)")
+    _wait_for(kc, lambda m: m["msg_type"] == "update_display_data" and (_card(m) or {}).get("status") == "done"
+              and m["parent_header"].get("msg_id") == cell)  # finished while no cell was running
+    nxt = kc.execute("1 + 1")
+    msgs = _wait_for(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                     and m["parent_header"].get("msg_id") == nxt)
+    resent = [m for m in msgs if m["msg_type"] == "update_display_data" and m["parent_header"].get("msg_id") == nxt]
+    assert len(resent) == 1 and _card(resent[0])["status"] == "done"
+    again = kc.execute("2 + 2")  # sent once, not with every later cell
+    msgs = _wait_for(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                     and m["parent_header"].get("msg_id") == again)
+    assert not [m for m in msgs if m["msg_type"] == "update_display_data"]
