@@ -26,14 +26,16 @@ class Kind(str, enum.Enum):
     STREAM = "stream"  # generators, iterable datasets: never iterated
 
 
-def _mro_names(tp: type) -> set[str]:
+def mro_names(tp: type) -> set[str]:
+    """``module.Qualname`` of every class in the type's MRO (empty for a hostile metaclass)."""
     try:
         return {f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__}
     except Exception:  # a hostile metaclass
         return set()
 
 
-def _class_has(tp: type, name: str) -> bool:
+def class_has(tp: type, name: str) -> bool:
+    """Whether any class in the MRO defines ``name`` (the instance is never asked)."""
     try:
         return any(name in vars(c) for c in tp.__mro__)
     except Exception:
@@ -46,7 +48,7 @@ def classify(obj: Any) -> Kind | None:
     if tp.__module__ == "builtins":
         return None
     module = tp.__module__ or ""
-    mro = _mro_names(tp)
+    mro = mro_names(tp)
     if "torch.nn.modules.module.Module" in mro:
         return Kind.TORCH_MODEL
     if "torch.utils.data.dataloader.DataLoader" in mro:
@@ -59,9 +61,9 @@ def classify(obj: Any) -> Kind | None:
         return Kind.BUNCH
     if module.startswith(("pandas", "polars")) and tp.__name__ in {"DataFrame", "LazyFrame"}:
         return Kind.FRAME
-    if _class_has(tp, "shape") and (_class_has(tp, "dtype") or _class_has(tp, "dtypes")):
+    if class_has(tp, "shape") and (class_has(tp, "dtype") or class_has(tp, "dtypes")):
         return Kind.ARRAY
-    if _class_has(tp, "fit") and _class_has(tp, "get_params"):
+    if class_has(tp, "fit") and class_has(tp, "get_params"):
         return Kind.SKLEARN_MODEL
     return None
 

@@ -18,7 +18,7 @@ from .artifacts import Artifact
 from .findings import RiskCard
 from .runner import install_warning_filter, remove_warning_filter
 from .session import Session
-from .watch.cell import CellIntent, parse_cell
+from .watch.cell import CellIntent, might_intend, parse_cell
 from .watch.namespace import Snapshot
 
 log = logging.getLogger("mlsec_jupyter")
@@ -111,6 +111,7 @@ class Extension:
         self._depth = 0
         self._interrupted = False
         self._registered: list[tuple[str, Any]] = []
+        self._warmup: threading.Thread | None = None
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:
@@ -122,6 +123,8 @@ class Extension:
         self.magics = MlsecMagics(self.shell, self)
         self.shell.register_magics(self.magics)
         install_warning_filter()
+        self._warmup = threading.Thread(target=_warm_up, name="mlsec-warmup", daemon=True)
+        self._warmup.start()
 
     def unregister(self) -> None:
         for event, callback in self._registered:
@@ -140,6 +143,8 @@ class Extension:
                 manager.registry.pop(type(self.magics).__name__, None)
             self.magics = None
         remove_warning_filter()
+        if self._warmup is not None:
+            self._warmup.join(2.0)
         self.session.close()
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -151,10 +156,13 @@ class Extension:
             force, self.force_next = self.force_next, False
             if self._pending is not None or not (self.session.config.auto or force):
                 return  # an outer cell already records; nested runs merge into it
-            source = self.shell.transform_cell(getattr(info, "raw_cell", "") or "")
-            intent = parse_cell(source)
+            raw = getattr(info, "raw_cell", "") or ""
+            if not (force or might_intend(raw)):
+                return  # most cells stop here, after one regex search
+            intent = parse_cell(self.shell.transform_cell(raw))
             if intent.any or force:
-                self._pending = _Pending(intent, Snapshot(self.shell.user_ns),
+                names = None if intent.dynamic or force else intent.bound
+                self._pending = _Pending(intent, Snapshot(self.shell.user_ns, names),
                                          getattr(info, "cell_id", None), force)
         except KeyboardInterrupt:
             self._interrupted = True
@@ -220,6 +228,18 @@ class Extension:
                 result.error_in_exec = KeyboardInterrupt()
             except Exception:
                 pass
+
+
+def _warm_up() -> None:
+    """Import the check modules and renderers in the background, so the first card costs the
+    main thread no imports (none of them imports scikit-learn or torch at module level)."""
+    try:
+        from .checks.registry import load_builtin_checks
+        from .render import html  # noqa: F401
+
+        load_builtin_checks()
+    except Exception:
+        log.debug("mlsec warm-up failed", exc_info=True)
 
 
 def _audit_dir(shell: Any) -> Path:

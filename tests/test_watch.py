@@ -176,3 +176,23 @@ def test_torch_loop_links_model_and_tensor_dataset():
     (model,) = _build("for xb, yb in loader:\n    loss = crit(net(xb), yb)\n    loss.backward()\n    opt.step()",
                       ns, ns)
     assert model.framework == "torch" and model.train.X is Xt and model.train.y is yt
+
+
+def test_bound_names_and_dynamic_cells():
+    intent = parse_cell("import numpy as np\nfrom sklearn.datasets import load_iris\n"
+                        "X, y = load_iris(return_X_y=True)\nfor i in range(2):\n    Z = X[i]\n"
+                        "def f():\n    pass\nclf.fit(X, y)")
+    assert intent.bound >= {"np", "load_iris", "X", "y", "i", "Z", "f"} and not intent.dynamic
+    for source in ("exec('X = load()')", "from mod import *\nX = load()", "globals()['X'] = load()",
+                   "get_ipython().run_line_magic('run', 'load.py')"):
+        assert parse_cell(source).dynamic, source
+
+
+def test_snapshot_of_bound_names_only():
+    ns = {"a": 1, "X": np.zeros(3), "other": 2}
+    snap = Snapshot(ns, names={"X", "new", "_hidden"})
+    ns["X"] = np.ones(3)
+    ns["new"] = 5
+    ns["other"] = 3  # not a name the cell binds: not looked at
+    assert set(snap.changed(ns)) == {"X", "new"}
+    assert set(snap.changed(ns, also={"a"})) == {"X", "new", "a"}

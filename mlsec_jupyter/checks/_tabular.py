@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..artifacts import class_has, mro_names
 from .budget import Budget
 
 #: At most this many float64 cells (256 MB) are materialised for one table.
@@ -202,30 +203,16 @@ def _type_name(obj: Any) -> str:
     return name if module == "builtins" else f"{module}.{name}"
 
 
-def _mro_names(tp: type) -> set[str]:
-    try:
-        return {f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__}
-    except Exception:
-        return set()
-
-
-def _class_has(tp: type, name: str) -> bool:
-    try:
-        return any(name in vars(c) for c in tp.__mro__)
-    except Exception:
-        return False
-
-
 def _is_torch_tensor(tp: type) -> bool:
-    return _module_of(tp).startswith("torch") and "torch.Tensor" in _mro_names(tp)
+    return _module_of(tp).startswith("torch") and "torch.Tensor" in mro_names(tp)
 
 
 def _is_stream(tp: type) -> bool:
     if tp is types.GeneratorType or tp is types.AsyncGeneratorType:
         return True
-    if "torch.utils.data.dataset.IterableDataset" in _mro_names(tp):
+    if "torch.utils.data.dataset.IterableDataset" in mro_names(tp):
         return True
-    return _class_has(tp, "__next__") or _class_has(tp, "__anext__")
+    return class_has(tp, "__next__") or class_has(tp, "__anext__")
 
 
 def _module_of(tp: type) -> str:

@@ -17,6 +17,9 @@ _TRIGGER = re.compile(
 _FIT_METHODS = {"fit", "fit_transform", "partial_fit", "fit_predict", "fit_resample"}
 _PANDAS_READERS = re.compile(r"read_(csv|parquet|excel|json|table|feather|hdf|pickle|sql\w*|orc|fwf|sas|spss|stata|xml|html|clipboard)$")
 _NUMPY_LOADERS = {"load", "loadtxt", "genfromtxt", "fromfile", "fromregex"}
+#: Calls that can bind names the AST does not show.
+_DYNAMIC_CALLS = {"exec", "eval", "globals", "vars", "locals", "setattr", "get_ipython", "run_line_magic",
+                  "run_cell_magic", "system", "execfile", "runpy", "run_path", "run_module"}
 #: Loaders that execute code from the file they read (scanned by supply.* checks).
 _CODE_LOADERS = {"torch.load", "pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load",
                  "pd.read_pickle", "pandas.read_pickle", "np.load", "numpy.load"}
@@ -45,6 +48,8 @@ class CellIntent:
     torch_training: bool = False
     touched: set[str] = field(default_factory=set)  # receivers of method calls (may change in place)
     names: set[str] = field(default_factory=set)  # every plain name the cell mentions
+    bound: set[str] = field(default_factory=set)  # names the cell assigns, imports or defines
+    dynamic: bool = False  # the cell may bind names the AST does not show (exec, magics, globals()...)
 
     @property
     def any(self) -> bool:
@@ -102,11 +107,33 @@ class _Visitor(ast.NodeVisitor):
         self._saw_step = False
 
     def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self.visit(target)
         self._with_targets([n for t in node.targets for n in _target_names(t)], node.value)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.visit(node.target)
         if node.value is not None:
             self._with_targets(_target_names(node.target), node.value)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name == "*":
+                self.intent.dynamic = True
+            self.intent.bound.add(alias.asname or alias.name.split(".", 1)[0])
+
+    visit_ImportFrom = visit_Import
+
+    def _define(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        self.intent.bound.add(node.name)
+        self.generic_visit(node)
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _define
+
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+        self.intent.dynamic = True
+
+    visit_Nonlocal = visit_Global
 
     def _with_targets(self, targets: list[str], value: ast.AST) -> None:
         saved, self._pending_targets = self._pending_targets, targets
@@ -115,6 +142,8 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Name(self, node: ast.Name) -> None:
         self.intent.names.add(node.id)
+        if isinstance(node.ctx, ast.Store):
+            self.intent.bound.add(node.id)
 
     def visit_Call(self, node: ast.Call) -> None:
         func = _dotted(node.func)
@@ -125,6 +154,8 @@ class _Visitor(ast.NodeVisitor):
                 self.intent.touched.add(receiver)
         call = self._make_call(node, func, targets)
         leaf = func.rsplit(".", 1)[-1]
+        if leaf in _DYNAMIC_CALLS:
+            self.intent.dynamic = True
         if leaf in _FIT_METHODS and isinstance(node.func, ast.Attribute):
             self.intent.fits.append(call)
         elif leaf == "train_test_split":
@@ -156,10 +187,15 @@ class _Visitor(ast.NodeVisitor):
         return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords)
 
 
+def might_intend(source: str) -> bool:
+    """Cheap pre-filter: can this text contain a load, fit or split at all?"""
+    return bool(source) and _TRIGGER.search(source) is not None
+
+
 def parse_cell(source: str) -> CellIntent:
     """Record a cell's loads, fits and splits. Never raises; a cell that does not parse intends nothing."""
     intent = CellIntent()
-    if not source or not _TRIGGER.search(source):
+    if not might_intend(source):
         return intent
     try:
         tree = ast.parse(source)
