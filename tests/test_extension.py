@@ -275,9 +275,10 @@ def test_loading_imports_neither_sklearn_nor_torch():
     import sys
 
     code = ("import sys\nfrom IPython.testing.globalipapp import get_ipython\nip = get_ipython()\n"
+            "before = set(sys.modules)\n"
             "ip.run_line_magic('load_ext', 'mlsec_jupyter')\nfrom mlsec_jupyter import extension\n"
-            "extension.current()._warmup.join(10)\n"
-            "print(sorted(m for m in ('sklearn', 'torch', 'pandas', 'matplotlib') if m in sys.modules))")
+            "extension.current()._warmup.join(10)\nnew = set(sys.modules) - before\n"
+            "print(sorted(m for m in ('sklearn', 'torch', 'pandas', 'matplotlib', 'scipy') if m in new))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
