@@ -282,3 +282,11 @@ def test_loading_imports_neither_sklearn_nor_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_shows_every_command(ip):
+    _, _, out, _ = run(ip, "%mlsec?")
+    for command in ("status", "on | off", "scan EXPR [LABELS]", "checks", "config", "wait", "%%mlsec"):
+        assert command in out, command
+    _, _, out2, _ = run(ip, "%mlsec help")
+    assert "scan EXPR [LABELS]" in out2
