@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: lab test bench install clean
+.PHONY: lab test bench install chromium clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -18,7 +18,13 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 install: $(VENV)/.installed
 
-test: install
+# Browser tests drive Debian's chromium (never a downloaded browser); as root, install it if missing.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+	@[ -x /usr/bin/chromium ] || echo "note: /usr/bin/chromium missing, browser tests will be skipped"
+
+test: install chromium
 	$(PY) -m pytest -q
 
 lab: install
