@@ -34,6 +34,7 @@ def kernel(tmp_path: Path):
 
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
+        kc.km = km  # tests that interrupt the kernel need its manager
         yield kc
     finally:
         kc.stop_channels()
@@ -131,3 +132,24 @@ def test_a_card_finished_between_cells_is_sent_again_with_the_next_cell(kernel):
     msgs = _wait_for(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
                      and m["parent_header"].get("msg_id") == again)
     assert not [m for m in msgs if m["msg_type"] == "update_display_data"]
+
+
+def test_interrupting_a_later_cell_cancels_running_checks_and_says_so(kernel):
+    """A real SIGINT (the stop button) while an earlier card's checks still run."""
+    kc = kernel
+    _execute(kc, "%load_ext mlsec_jupyter\nfrom sklearn.datasets import load_iris\n"
+                 + SLOW_CHECK.replace("1.5", "30"))
+    cell = kc.execute("X, y = load_iris(return_X_y=True)")
+    _wait_for(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+              and m["parent_header"].get("msg_id") == cell)
+    sleeper = kc.execute("import time; time.sleep(30)")
+    _wait_for(kc, lambda m: m["msg_type"] == "execute_input" and m["parent_header"].get("msg_id") == sleeper)
+    t0 = time.monotonic()
+    kc.km.interrupt_kernel()
+    msgs = _wait_for(kc, lambda m: m["msg_type"] == "update_display_data" and (_card(m) or {}).get("status") == "done"
+                     and m["parent_header"].get("msg_id") == cell, timeout=10)
+    assert time.monotonic() - t0 < 5
+    runs = {r["check"]: r["status"] for r in _card(msgs[-1])["checks"]}
+    assert runs["test.slow"] == "cancelled" and runs["data.integrity"] == "done"
+    errors = [m for m in msgs if m["msg_type"] == "error"]
+    assert [e["content"]["ename"] for e in errors] == ["KeyboardInterrupt"]  # the user's cell, as usual
