@@ -9,7 +9,7 @@ torch is never imported here; a torch module is recognised by its class path.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -149,13 +149,3 @@ class ModelFile:
 
 
 Artifact = Dataset | Model | ModelFile
-
-
-@dataclass
-class Plan:
-    """The artifacts one cell produced, in display order."""
-
-    artifacts: list[Artifact] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.artifacts)

@@ -103,7 +103,7 @@ class Extension:
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
-        self.session = Session(audit_dir=_audit_dir(shell))
+        self.session = Session(audit_dir=_audit_dir())
         self.display = CardDisplay(shell)
         self.magics: Any = None
         self.force_next = False
@@ -242,7 +242,7 @@ def _warm_up() -> None:
         log.debug("mlsec warm-up failed", exc_info=True)
 
 
-def _audit_dir(shell: Any) -> Path:
+def _audit_dir() -> Path:
     """``.mlsec`` beside the notebook: the kernel's working directory is the notebook's folder."""
     return Path(os.getcwd()) / ".mlsec"
 

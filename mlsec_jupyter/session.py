@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .artifacts import Artifact, Dataset, Model
 from .audit import AuditLog
 from .checks.registry import checks_for, inputs_for
-from .findings import CheckRun, RiskCard, Severity
+from .findings import RiskCard, Severity
 from .runner import Runner, Task, default_workers
 from .watch.assemble import Assembler, SplitMemory
 from .watch.fingerprint import fingerprint
@@ -158,7 +158,7 @@ class Session:
         self.audit = AuditLog(audit_dir)
         self.cards: collections.deque[RiskCard] = collections.deque(maxlen=64)
         self.audit_errors = 0
-        self._audited: set[str] = set()
+        self._audited: collections.OrderedDict[str, None] = collections.OrderedDict()  # bounded set
         self._lock = threading.Lock()
 
     def apply_config(self) -> None:
@@ -202,7 +202,9 @@ class Session:
         with self._lock:
             if card.card_id in self._audited:
                 return False
-            self._audited.add(card.card_id)
+            self._audited[card.card_id] = None
+            while len(self._audited) > 1024:
+                self._audited.popitem(last=False)
             return True
 
     def close(self) -> None:
@@ -211,4 +213,4 @@ class Session:
         self.cache.clear()
 
 
-__all__ = ["CheckRun", "Config", "ResultCache", "Session", "plan", "subject_of"]
+__all__ = ["Config", "ResultCache", "Session", "plan", "subject_of"]

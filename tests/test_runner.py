@@ -196,3 +196,20 @@ def test_session_card_lists_checks_before_they_run(in_tmp):
     launch(lambda c: None)
     assert session.runner.wait(10) and card.status == "done"
     session.close()
+
+
+def test_cache_sees_an_in_place_edit_anywhere_in_an_array(checks):
+    calls = []
+
+    def counted(*, X, budget):
+        calls.append(int(np.isnan(X).sum()))
+        return []
+
+    spec = checks("t.edit", counted)
+    runner = Runner(workers=1, cache=ResultCache())
+    big = np.zeros((10_000, 5))
+    _run(runner, RiskCard("c"), [spec], {"X": big})
+    big[5_001, 3] = np.nan  # a row a sample of 64 would miss
+    _run(runner, RiskCard("c"), [spec], {"X": big})
+    assert calls == [0, 1]
+    runner.shutdown()

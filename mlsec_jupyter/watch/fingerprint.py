@@ -1,9 +1,10 @@
-"""Sampled content fingerprints: a cheap answer to "is this the same data as before?".
+"""Content fingerprints: a cheap answer to "is this the same data as before?".
 
-Used as result-cache keys, computed in worker threads. Reads at most ``rows`` evenly spaced rows
-(first and last included) plus shape, dtype and strides; never writes and never calls
-``repr``/``len`` on unknown objects. Two arrays that differ only in rows between the sampled
-ones get the same fingerprint; the cache therefore also keys on object identity.
+Used as result-cache keys, computed in worker threads, keyed on object identity, shape, dtype and
+strides too. A numpy array up to :data:`FULL_HASH_BYTES` is hashed whole (about 40 ms for
+40 MB), so an in-place edit anywhere gives a new key and fresh findings; bigger arrays, frames and
+tensors are hashed on ``rows`` evenly spaced rows (first and last included). Never writes and
+never calls ``repr``/``len`` on unknown objects.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import hashlib
 from typing import Any
 
 import numpy as np
+
+#: numpy arrays up to this size are hashed in full.
+FULL_HASH_BYTES = 256 * 2**20
 
 
 def _sample_positions(n: int, rows: int) -> np.ndarray:
@@ -23,7 +27,7 @@ def _sample_positions(n: int, rows: int) -> np.ndarray:
 def _array_bytes(arr: np.ndarray, rows: int) -> bytes:
     if arr.ndim == 0:
         return arr.tobytes()
-    part = arr[_sample_positions(arr.shape[0], rows)]
+    part = arr if rows >= arr.shape[0] else arr[_sample_positions(arr.shape[0], rows)]
     if part.dtype.hasobject:
         return repr([type(v).__name__ for v in part.ravel()[:256]]).encode()
     return np.ascontiguousarray(part).tobytes()
@@ -39,7 +43,8 @@ def fingerprint(obj: Any, rows: int = 64) -> str:
     try:
         if isinstance(obj, np.ndarray):
             h.update(f"{obj.shape}{obj.dtype.str}{obj.strides}".encode())
-            h.update(_array_bytes(obj, rows))
+            whole = obj.nbytes <= FULL_HASH_BYTES and not obj.dtype.hasobject and obj.ndim
+            h.update(_array_bytes(obj, obj.shape[0] if whole else rows))
         elif tp.__module__.startswith("pandas"):
             h.update(str(obj.shape).encode())
             h.update(repr(list(map(str, getattr(obj, "columns", [])[:200]))).encode())
