@@ -137,8 +137,10 @@ class MlsecMagics(Magics):
         for card in list(self._session.cards):  # refresh cards whose last update no client kept
             if card.status == "done":
                 self.extension.display.update(card)
-        if not done:
-            print(f"mlsec-jupyter: checks still running after {seconds:g} s.")
+        if done:
+            print(f"mlsec-jupyter: all checks finished ({len(self._session.cards)} card(s) this session).")
+        else:
+            print(f"mlsec-jupyter: {self._session.runner.busy} check(s) still running after {seconds:g} s.")
 
     def _cmd_scan(self, args: argparse.Namespace) -> Any:
         obj = self._evaluate(args.expr)

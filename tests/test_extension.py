@@ -215,6 +215,14 @@ def test_magics_status_checks_config_off_on(ip):
     assert "watching on" in out and "checks registered" in out
 
 
+def test_wait_and_cancel_magics_report_what_they_did(ip):
+    run(ip, LOAD_CELL)
+    _, _, out, _ = run(ip, "%mlsec wait 10")
+    assert "all checks finished (1 card(s) this session)" in out
+    _, _, out, _ = run(ip, "%mlsec cancel")
+    assert "cancelled 0 check(s)" in out
+
+
 def test_scan_magic_checks_named_data(ip):
     run(ip, "import numpy as np\nZ = np.zeros((50, 3)); Z[3, 1] = np.nan\nlabels = np.r_[np.zeros(25), np.ones(25)]")
     _, outputs, _, _ = run(ip, "%mlsec scan Z labels")
