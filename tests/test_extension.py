@@ -83,7 +83,7 @@ def test_load_cell_shows_one_finished_card_with_both_checks(ip):
     assert card["status"] == "done" and card["progress"] == 1.0
     assert card["subject"].startswith("X, y")
     checks = {f["check"] for f in card["findings"]}
-    assert checks == {"data.integrity", "data.duplicates"}
+    assert checks >= {"data.integrity", "data.duplicates"}
     integrity = next(f for f in card["findings"] if f["check"] == "data.integrity")
     assert integrity["metrics"]["n_rows"] == 569 and integrity["metrics"]["n_features"] == 30
     bundle = next(o.data for o in outputs if "text/html" in o.data)
@@ -244,7 +244,7 @@ def test_findings_go_to_the_audit_log(ip, in_tmp):
     run(ip, LOAD_CELL)
     path = in_tmp / ".mlsec" / "audit.jsonl"
     records = list(read_audit(path))
-    assert {r["check"] for r in records} == {"data.integrity", "data.duplicates"}
+    assert {r["check"] for r in records} >= {"data.integrity", "data.duplicates"}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     with open(path, "a") as fh:
         fh.write('{"torn": ')  # a crash mid-write
