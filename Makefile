@@ -33,6 +33,7 @@ lab: install
 bench: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) bench/overhead.py
+	$(PY) bench/poisoning.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -92,6 +92,7 @@ def execute(task: Task, budget: Budget) -> Outcome:
         return Outcome(CheckStatus.SKIPPED, message=reason)
     start = time.monotonic()
     budget.started = start
+    install_warning_filter()  # idempotent; drops only warnings raised in this thread while a check runs
     _quiet.active = True
     try:
         findings = list(task.spec.func(**task.spec.accepted(task.inputs), budget=budget))
