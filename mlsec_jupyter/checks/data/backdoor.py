@@ -1,0 +1,602 @@
+"""``data.backdoor``: trigger-style poisoning (BadNets) found in the training data alone.
+
+A BadNets backdoor (Gu, Dolan-Gavitt & Garg 2017, "BadNets: Identifying Vulnerabilities in the
+Machine Learning Model Supply Chain", arXiv 1708.06733) stamps a small fixed pattern — a white
+2×2 patch in an image corner, or a few features set to one constant — on a few training rows and
+relabels them to a target class. The model learns "pattern ⇒ target class" and keeps its clean
+accuracy, so accuracy does not reveal it. The data does: the same exact value at the same few
+features in a subset of *one* class, rare everywhere else, on rows that otherwise look like other
+classes.
+
+Data-only search (:func:`find_triggers`), all vectorised numpy:
+
+1. candidate values per feature: its maximum, its minimum and its most frequent value (values held
+   by more than half of the rows are background, not triggers);
+2. a candidate (feature, value) is *enriched* in class ``c`` when at least ``min_support`` rows of
+   ``c`` carry it and its share inside ``c`` is at least :data:`MIN_LIFT` × its share outside;
+3. per class, enriched candidates that mark (almost) the same rows (Jaccard ≥ :data:`MIN_JACCARD`
+   within the class) are joined into patterns (connected components); a pattern needs at least two
+   features;
+4. rows carrying (nearly) all of a pattern are its carriers; the pattern is kept when the carriers
+   are at least ``min_support`` rows and at least :data:`MIN_PURITY` of all carriers are in ``c``;
+5. confirmation: with the pattern's features left out, a k-nearest-neighbour vote among the other
+   rows says which class each carrier looks like. Dirty-label poisoning shows as carriers that look
+   like *other* classes (``mismatch_rate``); a class-specific constant on rows that look like their
+   own class (e.g. zeros coding "not measured") is a legitimate shortcut and is only noted.
+
+Image layout is inferred from the input's shape: ``(N, H, W)``, ``(N, C, H, W)``, ``(N, H, W, C)``
+(C in 1, 3, 4) or flat rows whose length is a square (64 → 8×8, 784 → 28×28, stated as assumed).
+
+With a fitted network, the classic detectors work on its penultimate representation instead; the
+pure kernels :func:`spectral_scores` / :func:`spectral_suspects` (Tran, Li & Madry, "Spectral
+Signatures in Backdoor Attacks", NeurIPS 2018, Alg. 1) and :func:`activation_clusters` (Chen et al.,
+"Detecting Backdoor Attacks on Deep Neural Networks by Activation Clustering", arXiv 1811.03728) are
+here for a model check to call; this dataset check never sees a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...findings import Finding, Severity
+from .._tabular import (
+    Labels,
+    Table,
+    UnsupportedData,
+    n_samples,
+    plural,
+    prepare_features,
+    prepare_labels,
+)
+from ..budget import Budget
+from ..registry import register_check
+
+CHECK = "data.backdoor"
+REFERENCES = ("MITRE ATLAS AML.T0020 Poison Training Data", "MITRE ATLAS AML.T0018 Backdoor ML Model",
+              "OWASP ML02:2023 Data Poisoning Attack")
+
+#: A candidate value must be at least this many times more common inside the class than outside.
+MIN_LIFT = 4.0
+#: Two candidate features belong to one pattern when their carrier rows in the class overlap this much.
+MIN_JACCARD = 0.8
+#: A carrier has at least this share of the pattern's features (and at least two).
+CARRY_SHARE = 0.75
+#: At least this share of all carriers of a pattern must be in its class.
+MIN_PURITY = 0.9
+#: Carriers looking like another class (kNN on the other features) from this share mean dirty-label poisoning.
+MIN_MISMATCH = 0.3
+#: A confirmed pattern is high severity from this share of rows.
+HIGH_SHARE = 0.01
+#: A feature joins a found pattern when this share of its carriers hold one value ...
+GROW_CARRIER_SHARE = 0.95
+#: ... and at most this share of the other rows hold it.
+GROW_OUTSIDE_SHARE = 0.35
+#: Values held by more than this share of rows are background, never trigger candidates.
+BACKGROUND_SHARE = 0.5
+#: Neighbours in the confirmation vote.
+K_NEIGHBOURS = 10
+#: Patterns are discovered on at most this many rows (evenly spaced); carriers are found among all rows.
+DISCOVERY_ROWS = 20_000
+#: At most this many carriers get the confirmation vote (evenly spaced).
+MAX_CONFIRM = 2000
+#: At most this many features go into the search (the most varied ones, if there are more).
+MAX_FEATURES = 4096
+#: Candidate indicator matrices are built in blocks of at most this many cells.
+BLOCK_CELLS = 8_000_000
+
+
+def min_support_for(n_rows: int) -> int:
+    """Fewest rows a pattern must mark: 5, or 0.2 % of the rows for big data."""
+    return max(5, int(math.ceil(0.002 * n_rows)))
+
+
+# -- layout ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """How a flat row maps back to an image: ``kind`` is ``tabular`` or ``image``.
+
+    ``shape`` is the per-row shape the flat row came from (C-order), ``hw`` the image height and
+    width, ``channel_axis`` the position of the channel axis in ``shape`` (``None``: no channels).
+    """
+
+    kind: str
+    shape: tuple[int, ...] = ()
+    hw: tuple[int, int] | None = None
+    channel_axis: int | None = None
+    text: str = "tabular"
+
+    def pixel(self, feature: int) -> tuple[int, int] | None:
+        """(row, column) of a flat feature index in the image (``None`` for tabular data)."""
+        if self.kind != "image":
+            return None
+        pos = list(np.unravel_index(int(feature), self.shape))
+        if self.channel_axis is not None:
+            pos.pop(self.channel_axis)
+        return int(pos[0]), int(pos[1])
+
+
+def _shape_of(X: Any) -> tuple[int, ...] | None:
+    """The shape of numpy arrays and torch tensors, read from the type's own attribute (no user code)."""
+    tp = type(X)
+    module = getattr(tp, "__module__", "") or ""
+    if isinstance(X, np.ndarray) or (module.startswith("torch") and
+                                     "Tensor" in {c.__name__ for c in tp.__mro__}):
+        try:
+            return tuple(int(s) for s in X.shape)
+        except (TypeError, ValueError, AttributeError, RuntimeError):
+            return None
+    return None
+
+
+def infer_layout(shape: tuple[int, ...] | None, n_features: int) -> Layout:
+    """Image layout from the input's shape (see the module docstring), else tabular."""
+    if shape is not None and len(shape) == 3 and min(shape[1:]) >= 2:
+        h, w = shape[1], shape[2]
+        return Layout("image", (h, w), (h, w), None, f"{h}×{w} images (N, H, W)")
+    if shape is not None and len(shape) == 4:
+        if shape[1] in (1, 3, 4) and min(shape[2:]) > 4:
+            c, h, w = shape[1:]
+            return Layout("image", (c, h, w), (h, w), 0, f"{h}×{w} images, {c} channel(s) first (N, C, H, W)")
+        if shape[3] in (1, 3, 4) and min(shape[1:3]) > 4:
+            h, w, c = shape[1:]
+            return Layout("image", (h, w, c), (h, w), 2, f"{h}×{w} images, {c} channel(s) last (N, H, W, C)")
+    if shape is None or len(shape) <= 2:
+        side = int(round(math.sqrt(n_features)))
+        if n_features >= 16 and side * side == n_features:
+            return Layout("image", (side, side), (side, side), None,
+                          f"flat rows of {n_features} read as {side}×{side} images (assumed from the row length)")
+    return Layout("tabular", (n_features,), None, None, "tabular")
+
+
+# -- the data-only search (pure kernels) -------------------------------------------------------------
+@dataclass
+class Pattern:
+    """One suspected trigger: ``features`` set to ``values`` on ``rows`` (local indices) of class ``cls``."""
+
+    cls: int
+    features: np.ndarray
+    values: np.ndarray
+    rows: np.ndarray
+    purity: float
+    mismatch_rate: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _column_modes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Most frequent value of every column and its count (NaN never counts as a mode)."""
+    n, d = values.shape
+    s = np.array(values.T, order="C")  # (d, n) copy, sorted in place, NaN last
+    s.sort(axis=1)
+    flat = s.ravel()
+    new = np.ones_like(s, dtype=bool)
+    new[:, 1:] = (s[:, 1:] != s[:, :-1]) | np.isnan(s[:, 1:])
+    starts = np.flatnonzero(new.ravel())
+    lengths = np.diff(np.append(starts, n * d))
+    cols = starts // n
+    lengths = np.where(np.isnan(flat[starts]), 0, lengths)
+    order = np.lexsort((-lengths, cols))
+    first = order[np.r_[True, cols[order][1:] != cols[order][:-1]]]
+    mode = np.full(d, np.nan)
+    count = np.zeros(d, dtype=np.int64)
+    mode[cols[first]] = flat[starts[first]]
+    count[cols[first]] = lengths[first]
+    return mode, count
+
+
+def _candidates(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(feature, value) pairs worth testing: the max, min and mode of each column."""
+    finite = np.isfinite(values)
+    hi = np.where(finite, values, -np.inf).max(axis=0)
+    lo = np.where(finite, values, np.inf).min(axis=0)
+    mode, _ = _column_modes(values)
+    feats = np.concatenate([np.arange(values.shape[1])] * 3)
+    vals = np.concatenate([hi, lo, mode])
+    keep = np.isfinite(vals)
+    feats, vals = feats[keep], vals[keep]
+    pairs = np.unique(np.stack([feats.astype(np.float64), vals], axis=1), axis=0)
+    return pairs[:, 0].astype(np.int64), pairs[:, 1]
+
+
+def _indicators(values: np.ndarray, feats: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Boolean (rows, candidates): row carries the candidate's exact value."""
+    return values[:, feats] == vals[None, :]
+
+
+def find_triggers(values: np.ndarray, codes: np.ndarray, *, min_support: int | None = None,
+                  budget: Budget | None = None) -> list[Pattern]:
+    """Candidate trigger patterns in ``values`` (rows × features, float) with class ``codes`` (-1 = missing).
+
+    Returns patterns sorted by number of carrier rows (largest first), without the confirmation
+    vote (see :func:`confirm`). Pure: reads its inputs, allocates its own arrays.
+    """
+    budget = budget or Budget()
+    n, d = values.shape
+    min_support = min_support_for(n) if min_support is None else int(min_support)
+    valid = codes >= 0
+    if n < 2 * min_support or d < 2 or not valid.any():
+        return []
+    n_classes = int(codes[valid].max()) + 1
+    # discover on an evenly spaced subset of big data (deterministic); carriers are counted on all rows
+    find = np.arange(n) if n <= DISCOVERY_ROWS else np.linspace(0, n - 1, DISCOVERY_ROWS).astype(np.int64)
+    sub, sub_codes = values[find], codes[find]
+    sub_support = max(3, int(math.ceil(min_support * len(find) / n)))
+    feats, vals = _candidates(sub)
+    budget.checkpoint()
+    order = np.argsort(sub_codes, kind="stable")
+    sorted_values, sorted_codes = sub[order], sub_codes[order]
+    bounds = np.searchsorted(sorted_codes, np.arange(-1, n_classes + 1))
+    class_n = np.diff(bounds)[1:].astype(np.float64)  # rows per class in the subset
+    block = max(1, BLOCK_CELLS // max(len(find), 1))
+    per_class = np.zeros((n_classes, len(feats)), dtype=np.float64)
+    total = np.zeros(len(feats), dtype=np.float64)
+    for start in range(0, len(feats), block):
+        ind = _indicators(sorted_values, feats[start:start + block], vals[start:start + block])
+        for c in range(n_classes):
+            per_class[c, start:start + block] = np.count_nonzero(ind[bounds[c + 1]:bounds[c + 2]], axis=0)
+        total[start:start + block] = np.count_nonzero(ind, axis=0)
+        budget.checkpoint()
+    n_sub = len(find)
+    patterns: list[Pattern] = []
+    for c in range(n_classes):
+        inside = per_class[c]
+        outside = total - inside
+        n_in, n_out = class_n[c], max(n_sub - class_n[c], 1.0)
+        if n_in < sub_support:
+            continue
+        share_in, share_out = inside / n_in, outside / n_out
+        ok = ((inside >= sub_support) & (total <= BACKGROUND_SHARE * n_sub)
+              & (share_in >= MIN_LIFT * share_out))
+        idx = np.flatnonzero(ok)
+        if len(np.unique(feats[idx])) < 2:
+            continue
+        patterns.extend(_class_patterns(values, codes, c, feats[idx], vals[idx], min_support, find))
+        budget.checkpoint()
+    patterns.sort(key=lambda p: (-len(p.rows), p.cls, tuple(p.features)))
+    return patterns
+
+
+def _class_patterns(values: np.ndarray, codes: np.ndarray, c: int, feats: np.ndarray, vals: np.ndarray,
+                    min_support: int, find: np.ndarray) -> list[Pattern]:
+    """Join co-occurring enriched candidates of class ``c`` (in the discovery rows ``find``) into
+    patterns and find their carriers among all rows."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    in_c = find[codes[find] == c]
+    ind = _indicators(values[in_c], feats, vals).astype(np.float32)
+    inter = ind.T @ ind
+    size = np.diag(inter)
+    union = size[:, None] + size[None, :] - inter
+    jac = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    adj = (jac >= MIN_JACCARD) & (feats[:, None] != feats[None, :])
+    n_comp, label = connected_components(csr_matrix(adj), directed=False)
+    out = []
+    for comp in range(n_comp):
+        members = np.flatnonzero(label == comp)
+        if len(np.unique(feats[members])) < 2:
+            continue
+        f, v = feats[members], vals[members]
+        need = max(2, int(math.ceil(CARRY_SHARE * len(members))))
+        carried = _indicators(values, f, v).sum(axis=1) >= need
+        rows = np.flatnonzero(carried & (codes == c))
+        n_all = int(carried.sum())
+        if len(rows) < min_support or n_all == 0:
+            continue
+        purity = len(rows) / n_all
+        if purity < MIN_PURITY:
+            continue
+        f, v = _grow(values, rows, f, v)
+        order = np.argsort(f, kind="stable")
+        out.append(Pattern(c, f[order], v[order], rows, purity))
+    return out
+
+
+def _grow(values: np.ndarray, rows: np.ndarray, feats: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Add the features on which (almost) every carrier holds one value that is uncommon elsewhere
+    (trigger pixels that also occur naturally in the class fail the enrichment test alone)."""
+    mode, count = _column_modes(values[rows])
+    cand = np.flatnonzero((count >= GROW_CARRIER_SHARE * len(rows)) & np.isfinite(mode))
+    cand = cand[~np.isin(cand, feats)]
+    others = np.ones(len(values), dtype=bool)
+    others[rows] = False
+    others = np.flatnonzero(others)
+    if len(others) > DISCOVERY_ROWS:
+        others = others[np.linspace(0, len(others) - 1, DISCOVERY_ROWS).astype(np.int64)]
+    if not len(others) or not len(cand):
+        return feats, vals
+    share_out = (values[np.ix_(others, cand)] == mode[cand][None, :]).mean(axis=0)
+    new = cand[share_out <= GROW_OUTSIDE_SHARE]
+    return np.concatenate([feats, new]), np.concatenate([vals, mode[new]])
+
+
+def confirm(values: np.ndarray, codes: np.ndarray, pattern: Pattern, *, k: int = K_NEIGHBOURS) -> float | None:
+    """Share of the pattern's carriers whose k nearest non-carrier rows (pattern features left out,
+    standardised) mostly belong to another class; ``None`` when it cannot be measured."""
+    keep = np.ones(values.shape[1], dtype=bool)
+    keep[pattern.features] = False
+    ref = np.ones(len(values), dtype=bool)
+    ref[pattern.rows] = False
+    ref = np.flatnonzero(ref & (codes >= 0))
+    if len(ref) > DISCOVERY_ROWS:  # evenly spaced reference rows: deterministic, no RNG
+        ref = ref[np.linspace(0, len(ref) - 1, DISCOVERY_ROWS).astype(np.int64)]
+    if not keep.any() or len(ref) < k:
+        return None
+    query = pattern.rows
+    if len(query) > MAX_CONFIRM:  # evenly spaced carriers
+        query = query[np.linspace(0, len(query) - 1, MAX_CONFIRM).astype(np.int64)]
+    cols = np.flatnonzero(keep)
+    R, Q = values[np.ix_(ref, cols)], values[np.ix_(query, cols)]
+    finite_r = np.isfinite(R)
+    centre = np.where(finite_r, R, 0.0).sum(axis=0) / np.maximum(finite_r.sum(axis=0), 1)
+    R = np.where(finite_r, R, centre)  # missing and infinite values count as the column mean
+    Q = np.where(np.isfinite(Q), Q, centre)
+    scale = R.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    mean = R.mean(axis=0)
+    nbr = _nearest((Q - mean) / scale, (R - mean) / scale, k)
+    ref_codes = codes[ref[nbr]]
+    n_classes = int(codes.max()) + 1
+    votes = np.zeros((len(query), n_classes), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(len(query)), k), ref_codes.ravel()), 1)
+    # ties go to the pattern's class (no mismatch)
+    own = votes[:, pattern.cls]
+    return float(np.mean(votes.max(axis=1) > own))
+
+
+def _nearest(query: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` nearest ``ref`` rows (Euclidean) of every query row, in blocks."""
+    ref_sq = np.einsum("ij,ij->i", ref, ref)
+    block = max(1, BLOCK_CELLS // max(len(ref), 1))
+    out = np.empty((len(query), k), dtype=np.int64)
+    for start in range(0, len(query), block):
+        q = query[start:start + block]
+        d2 = ref_sq[None, :] - 2.0 * (q @ ref.T)
+        out[start:start + block] = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    return out
+
+
+def trigger_mask(layout: Layout, features: np.ndarray) -> list[list[int]] | None:
+    """H×W 0/1 picture of the trigger's pixels (``None`` for tabular data)."""
+    if layout.kind != "image" or layout.hw is None:
+        return None
+    mask = np.zeros(layout.hw, dtype=int)
+    for f in features:
+        r, c = layout.pixel(int(f))
+        mask[r, c] = 1
+    return mask.tolist()
+
+
+def _shape_words(layout: Layout, features: np.ndarray) -> tuple[str, dict[str, Any]]:
+    """'a 2×2 patch' / 'a 5-pixel pattern' / 'a pattern in 2 features', with the bounding box."""
+    if layout.kind != "image":
+        return f"a pattern in {plural(len(features), 'feature')}", {}
+    pix = np.array([layout.pixel(int(f)) for f in features])
+    r0, c0 = pix.min(axis=0)
+    r1, c1 = pix.max(axis=0)
+    h, w = int(r1 - r0 + 1), int(c1 - c0 + 1)
+    n_pix = len({tuple(p) for p in pix.tolist()})
+    box = {"trigger_box": [int(r0), int(c0), h, w]}
+    if n_pix == h * w:
+        return f"a {h}×{w} patch", box
+    return f"a {n_pix}-pixel pattern", box
+
+
+# -- representation kernels (for a model check) --------------------------------------------------------
+def spectral_scores(reps: Any, labels: Any) -> np.ndarray:
+    """Spectral-signature outlier score of every row (Tran, Li & Madry 2018, Alg. 1).
+
+    Per class: centre the representations R (rows of that class), take v = the top right singular
+    vector of the centred matrix (SVD, not the covariance), score τ_i = ((R_i − R̄)·v)². Classes with
+    one row score 0. Returns float64 scores, one per row; labels < 0 score 0.
+    """
+    R = np.asarray(reps, dtype=np.float64)
+    R = R.reshape(len(R), -1)
+    y = np.asarray(labels).reshape(-1)
+    if len(y) != len(R):
+        raise ValueError(f"reps has {len(R)} rows but labels has {len(y)}.")
+    scores = np.zeros(len(R))
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < 2 or (np.issubdtype(type(c), np.number) and c < 0):
+            continue
+        centred = R[idx] - R[idx].mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        scores[idx] = (centred @ vt[0]) ** 2
+    return scores
+
+
+def spectral_suspects(reps: Any, labels: Any, *, eps: float = 0.33, multiplier: float = 1.5) -> np.ndarray:
+    """Boolean mask: per class, the top ``multiplier·eps`` fraction of rows by :func:`spectral_scores`
+    (ε = upper bound on the poison fraction; ART's defaults are ε = 0.33, multiplier = 1.5)."""
+    y = np.asarray(labels).reshape(-1)
+    scores = spectral_scores(reps, y)
+    flags = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        n_remove = min(len(idx), int(math.floor(multiplier * eps * len(idx))))
+        if n_remove <= 0:
+            continue
+        top = idx[np.argsort(-scores[idx], kind="stable")[:n_remove]]
+        flags[top] = True
+    return flags
+
+
+def activation_clusters(reps: Any, labels: Any, *, n_dims: int = 10, size_threshold: float = 0.35,
+                        seed: int = 0) -> tuple[np.ndarray, dict[Any, dict[str, float]]]:
+    """Activation clustering (Chen et al. 2018): per class, reduce to ``n_dims`` with PCA, k-means
+    with k = 2, flag the cluster whose relative size is below ``size_threshold`` (ART's
+    ``analyze_by_relative_size``). Returns the boolean poison mask and, per class, the smaller
+    cluster's relative size and the silhouette score (the paper's second criterion; > 0.1 suggests
+    two real clusters). Uses its own seeded RNG only.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import silhouette_score
+
+    R = np.asarray(reps, dtype=np.float64)
+    R = R.reshape(len(R), -1)
+    y = np.asarray(labels).reshape(-1)
+    flags = np.zeros(len(y), dtype=bool)
+    report: dict[Any, dict[str, float]] = {}
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < 4:
+            continue
+        dims = min(n_dims, R.shape[1], len(idx) - 1)
+        Z = PCA(n_components=dims, svd_solver="full").fit_transform(R[idx]) if dims < R.shape[1] else R[idx]
+        km = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(Z)
+        sizes = np.bincount(km.labels_, minlength=2) / len(idx)
+        small = int(np.argmin(sizes))
+        sil = float(silhouette_score(Z, km.labels_)) if len(set(km.labels_.tolist())) == 2 else 0.0
+        if sizes[small] < size_threshold:
+            flags[idx[km.labels_ == small]] = True
+        key = c.item() if isinstance(c, np.generic) else c
+        report[key] = {"smaller_cluster_share": float(sizes[small]), "silhouette": sil}
+    return flags, report
+
+
+# -- the check -----------------------------------------------------------------------------------------
+def _empty_metrics() -> dict[str, Any]:
+    return {"suspect_rate": None, "target_class": None}
+
+
+def _skipped(title: str, message: str, severity: str = "info") -> Finding:
+    return Finding(CHECK, Severity.parse(severity), title, message, metrics=_empty_metrics(),
+                   recommendation="Pass numeric features (a 2-D array, DataFrame, tensor or image array) "
+                                  "with one class label per row to run this check.")
+
+
+@register_check(CHECK, applies_to="dataset", title="Backdoor triggers", requires=(), cost="fast")
+def backdoor(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget) -> list[Finding]:
+    """Search the labelled training data for a BadNets-style trigger (see the module docstring)."""
+    if y is None:
+        return [_skipped("Backdoor search needs labels",
+                         "No labels (y) were given: a backdoor ties a pattern to a target class, so the "
+                         "search needs one class label per row.")]
+    try:
+        table = prepare_features(X, budget, feature_names, allow_nd=True)
+    except UnsupportedData as exc:
+        return [_skipped("Backdoor search not run", exc.message, "info")]
+    n_y = n_samples(y)
+    if n_y is not None and n_y != table.n_rows_total:
+        return [_skipped("Backdoor search not run",
+                         f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows; the search needs one "
+                         f"label per row.", "low")]
+    try:
+        labels = prepare_labels(y, table.rows, budget)
+    except UnsupportedData as exc:
+        return [_skipped("Backdoor search not run", f"labels not usable: {exc.message}")]
+    if labels.target_type in ("continuous", "unknown") or labels.n_classes < 2:
+        why = "continuous (a regression target)" if labels.target_type == "continuous" else "a single class"
+        return [_skipped("Backdoor search not run",
+                         f"y is {why}; a backdoor ties a pattern to one of several classes, so there is "
+                         f"nothing to search.")]
+    budget.checkpoint()
+    layout = infer_layout(_shape_of(X), table.n_features)
+    values, cols = _search_values(table)
+    notes = list(table.notes)
+    if len(cols) < table.n_features:
+        notes.append(f"searched the {len(cols):,} most varied of {table.n_features:,} features")
+    patterns = find_triggers(values, labels.codes, budget=budget)
+    budget.checkpoint()
+    confirmed, seen = [], []
+    for p in patterns[:10]:
+        p.mismatch_rate = confirm(values, labels.codes, p)
+        p.features = cols[p.features]
+        (confirmed if (p.mismatch_rate or 0.0) >= MIN_MISMATCH else seen).append(p)
+        budget.checkpoint()
+    confirmed = _disjoint(confirmed)[:3]
+    base = {"n_rows": table.n_rows_total, "layout": layout.text, "min_support": min_support_for(table.n_rows)}
+    if table.sampled:
+        base.update(sampled_rows=table.n_rows, total_rows=table.n_rows_total)
+    if notes:
+        base["notes"] = notes
+    if not confirmed:
+        return [_clean_finding(table, labels, layout, seen, base)]
+    return [_pattern_finding(table, labels, layout, p, base) for p in confirmed]
+
+
+def _search_values(table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """The readable columns to search (at most :data:`MAX_FEATURES`, the most varied) and their indices."""
+    cols = np.flatnonzero(table.readable)
+    values = table.values if len(cols) == table.n_features else table.values[:, cols]
+    if len(cols) > MAX_FEATURES:
+        with np.errstate(all="ignore"):
+            spread = np.nan_to_num(np.nanstd(values, axis=0))
+        top = np.sort(np.argsort(-spread, kind="stable")[:MAX_FEATURES])
+        cols, values = cols[top], values[:, top]
+    return values, cols
+
+
+def _disjoint(patterns: list[Pattern]) -> list[Pattern]:
+    """Drop patterns whose carriers mostly repeat a larger pattern's carriers."""
+    out: list[Pattern] = []
+    for p in patterns:
+        if all(len(np.intersect1d(p.rows, q.rows)) < 0.5 * len(p.rows) for q in out):
+            out.append(p)
+    return out
+
+
+def _value_text(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+
+
+def _pattern_finding(table: Table, labels: Labels, layout: Layout, p: Pattern, base: dict) -> Finding:
+    n = table.n_rows
+    rate = len(p.rows) / n
+    cls_name = labels.classes[p.cls]
+    shape, box = _shape_words(layout, p.features)
+    uniq_vals = np.unique(p.values)
+    value = float(uniq_vals[0]) if len(uniq_vals) == 1 else [float(v) for v in p.values]
+    metrics = dict(base, suspect_rate=rate, target_class=cls_name, n_suspects=len(p.rows),
+                   trigger_features=[int(f) for f in p.features],
+                   trigger_feature_names=[table.columns[int(f)] for f in p.features],
+                   trigger_value=value, purity=round(p.purity, 4),
+                   mismatch_rate=None if p.mismatch_rate is None else round(p.mismatch_rate, 4))
+    metrics.update(box)
+    mask = trigger_mask(layout, p.features)
+    if mask is not None:
+        metrics["trigger_mask"] = mask
+    sev = Severity.HIGH if rate >= HIGH_SHARE else Severity.MEDIUM
+    where = (f"at pixels {', '.join(str(layout.pixel(int(f))) for f in p.features[:8])}"
+             + (" …" if len(p.features) > 8 else "") if layout.kind == "image"
+             else "in " + ", ".join(f"'{table.columns[int(f)]}'" for f in p.features[:8]))
+    vals = (f"value {_value_text(uniq_vals[0])}" if len(uniq_vals) == 1
+            else "values " + ", ".join(_value_text(v) for v in p.values[:8]))
+    title = f"Possible backdoor trigger: {plural(len(p.rows), 'row')} of class '{cls_name}' share {shape}"
+    summary = (f"{plural(len(p.rows), 'row')} ({100 * rate:.1f}%) labelled '{cls_name}' carry the same {vals} "
+               f"{where}; {100 * p.purity:.0f}% of all rows with this pattern are in class '{cls_name}', and "
+               f"{100 * (p.mismatch_rate or 0):.0f}% of them look like other classes once the pattern is "
+               f"ignored — the signature of BadNets-style poisoning (a stamped trigger relabelled to a target "
+               f"class). Layout: {layout.text}. Indices are the suspected poisoned rows.")
+    if table.sampled:
+        summary += f" Searched a random sample of {table.n_rows:,} of {table.n_rows_total:,} rows."
+    advice = (f"Remove these rows (or restore their true labels), retrain, and trace where they came from "
+              f"(data source, annotator, augmentation code). Test the model already trained on this data: "
+              f"stamp the pattern on held-out rows of other classes — if predictions jump to '{cls_name}', "
+              f"the model is backdoored and must be retrained from cleaned data.")
+    return Finding(CHECK, sev, title, summary, metrics=metrics, indices=table.positions(p.rows),
+                   recommendation=advice, references=REFERENCES)
+
+
+def _clean_finding(table: Table, labels: Labels, layout: Layout, seen: list[Pattern], base: dict) -> Finding:
+    metrics = dict(base, suspect_rate=0.0, target_class=None, n_suspects=0, patterns_seen=len(seen))
+    summary = (f"{plural(table.n_rows_total, 'row')} × {plural(table.n_features, 'feature')} in "
+               f"{plural(labels.n_classes, 'class', 'classes')} searched (layout: {layout.text}): no small "
+               f"constant pattern marks a subset of one class while being rare elsewhere.")
+    if seen:
+        p = seen[0]
+        summary += (f" {plural(len(seen), 'class-specific constant pattern')} "
+                    f"({plural(len(p.rows), 'row')} of class '{labels.classes[p.cls]}' share exact values in "
+                    f"{plural(len(p.features), 'feature')}) {'was' if len(seen) == 1 else 'were'} seen, but those "
+                    f"rows look like their own class, as a legitimate shortcut (e.g. zeros coding 'not measured') "
+                    f"does; not flagged. A clean-label backdoor would look the same.")
+    if table.sampled:
+        summary += f" Searched a random sample of {table.n_rows:,} of {table.n_rows_total:,} rows."
+    if base.get("notes"):
+        summary += " Note: " + "; ".join(base["notes"]) + "."
+    return Finding(CHECK, Severity.INFO, "No backdoor trigger found", summary, metrics=metrics)
