@@ -23,7 +23,8 @@ Usage:
   %mlsec scan EXPR [LABELS]     check a dataset (EXPR, optional labels LABELS) or a fitted model now
   %mlsec checks                 list the registered checks
   %mlsec config [KEY=VALUE ...] show or change settings: time_budget (seconds per check),
-                                sample_size (rows per check), auto (on/off),
+                                sample_size (rows per check), slow_sample_size (rows for
+                                the slow checks: label flips, outliers), auto (on/off),
                                 min_severity (info/low/medium/high/critical), audit (on/off), workers
   %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
   %mlsec cancel                 cancel running checks

@@ -9,6 +9,7 @@ worker takes its place so other cards keep moving.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import queue
 import threading
@@ -23,6 +24,9 @@ from .findings import CheckRun, CheckStatus, Finding, RiskCard
 
 #: Grace after the budget before the watchdog gives up on a check that never reached a checkpoint.
 TIMEOUT_GRACE = 0.5
+#: Rows a "slow" check looks at by default when it runs by itself (the card says it sampled).
+SLOW_MAX_ROWS = 10_000
+_SHUTDOWN, _FAST, _SLOW = -1, 0, 1  # queue priorities: fast checks of a new card pass slow ones
 _MAX_MESSAGE = 300
 
 
@@ -132,13 +136,15 @@ class Runner:
     """
 
     def __init__(self, workers: int | None = None, *, seconds: float = 30.0, max_rows: int = 200_000,
-                 cache: Any = None) -> None:
+                 slow_max_rows: int = SLOW_MAX_ROWS, cache: Any = None) -> None:
         self.workers = workers or default_workers()
         self.seconds = seconds
         self.max_rows = max_rows
+        self.slow_max_rows = slow_max_rows
         self.cache = cache
         self.counters = {s.value: 0 for s in CheckStatus if s.finished}
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._jobs: set[_Job] = set()  # queued or running
@@ -155,11 +161,11 @@ class Runner:
         if self._closed:
             raise RuntimeError("The runner was shut down; load the extension again.")
         self._ensure_threads()
-        jobs = [_Job(card, task, run, self._new_budget(), on_update) for task, run in tasks]
+        jobs = [_Job(card, task, run, self._new_budget(task.spec.cost), on_update) for task, run in tasks]
         with self._lock:
             self._jobs.update(jobs)
         for job in jobs:
-            self._queue.put(job)
+            self._queue.put((_SLOW if job.task.spec.cost == "slow" else _FAST, next(self._order), job))
 
     def cancel_all(self) -> int:
         """Cancel every queued and running check; returns how many were affected."""
@@ -192,7 +198,7 @@ class Runner:
             self._closed = True
             self._changed.notify_all()
         for _ in self._threads:
-            self._queue.put(None)
+            self._queue.put((_SHUTDOWN, next(self._order), None))
         end = time.monotonic() + timeout
         for t in [*self._threads, self._watchdog]:
             if t is not None and t.is_alive():
@@ -200,8 +206,9 @@ class Runner:
         self._threads.clear()
 
     # -- internals --------------------------------------------------------------------------------
-    def _new_budget(self) -> Budget:
-        return Budget(seconds=self.seconds, max_rows=self.max_rows)
+    def _new_budget(self, cost: str) -> Budget:
+        rows = min(self.max_rows, self.slow_max_rows) if cost == "slow" else self.max_rows
+        return Budget(seconds=self.seconds, max_rows=rows)
 
     def _ensure_threads(self) -> None:
         with self._lock:
@@ -221,7 +228,7 @@ class Runner:
 
     def _work(self) -> None:
         # no local name keeps the last job (and the user's data in it) alive while waiting (R8)
-        while self._run_job(self._queue.get()):
+        while self._run_job(self._queue.get()[2]):
             pass
 
     def _run_job(self, job: _Job | None) -> bool:
@@ -236,7 +243,7 @@ class Runner:
             self._active.add(job)
             self._changed.notify_all()
         job.card.finish_run(job.run, CheckStatus.RUNNING)
-        key = self._cache_key(job.task)
+        key = self._cache_key(job)
         outcome = (self.cache.get(key) if key is not None else None) or execute(job.task, job.budget)
         with self._lock:
             self._active.discard(job)
@@ -247,11 +254,11 @@ class Runner:
         self._finish(job, outcome)
         return True
 
-    def _cache_key(self, task: Task) -> Any:
+    def _cache_key(self, job: _Job) -> Any:
         if self.cache is None:
             return None
         try:
-            return self.cache.key_for(task)
+            return (*self.cache.key_for(job.task), job.budget.max_rows)
         except Exception:
             return None
 

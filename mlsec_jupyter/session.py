@@ -16,7 +16,7 @@ from .artifacts import Artifact, Dataset, Model
 from .audit import AuditLog
 from .checks.registry import checks_for, inputs_for
 from .findings import RiskCard, Severity
-from .runner import Runner, Task, default_workers
+from .runner import SLOW_MAX_ROWS, Runner, Task, default_workers
 from .watch.assemble import Assembler, SplitMemory
 from .watch.fingerprint import fingerprint
 
@@ -30,6 +30,7 @@ class Config:
     auto: bool = True  # watch every cell
     time_budget: float = 30.0  # seconds per check
     sample_size: int = 200_000  # rows a check looks at, at most
+    slow_sample_size: int = SLOW_MAX_ROWS  # rows a slow check (label flips, outliers) looks at, at most
     min_severity: Severity = Severity.INFO  # findings below this are hidden on cards
     audit: bool = True  # append findings to .mlsec/audit.jsonl
     workers: int = default_workers()
@@ -49,7 +50,7 @@ class Config:
             setattr(self, key, Severity.parse(text))
         elif isinstance(current, int):
             number = _number(key, text, int)
-            low = 100 if key == "sample_size" else 1
+            low = 100 if key.endswith("sample_size") else 1
             if number < low:
                 raise ValueError(f"{key} must be at least {low}, got {number}.")
             setattr(self, key, number)
@@ -152,7 +153,8 @@ class Session:
         self.config = config or Config()
         self.cache = ResultCache()
         self.runner = Runner(self.config.workers, seconds=self.config.time_budget,
-                             max_rows=self.config.sample_size, cache=self.cache)
+                             max_rows=self.config.sample_size, slow_max_rows=self.config.slow_sample_size,
+                             cache=self.cache)
         self.memory = SplitMemory()
         self.assembler = Assembler(self.memory)
         self.audit = AuditLog(audit_dir)
@@ -165,6 +167,7 @@ class Session:
         """Push changed settings to the runner (new checks use them)."""
         self.runner.seconds = self.config.time_budget
         self.runner.max_rows = self.config.sample_size
+        self.runner.slow_max_rows = self.config.slow_sample_size
         self.runner.workers = self.config.workers
 
     def prepare(self, artifacts: list[Artifact], *, subject: str | None = None, cell_id: str | None = None,

@@ -213,3 +213,32 @@ def test_cache_sees_an_in_place_edit_anywhere_in_an_array(checks):
     _run(runner, RiskCard("c"), [spec], {"X": big})
     assert calls == [0, 1]
     runner.shutdown()
+
+
+def test_fast_checks_of_a_new_card_pass_queued_slow_ones_and_slow_ones_sample_less(checks):
+    order = []
+    gate = threading.Event()
+
+    def blocker(*, X, budget):
+        gate.wait(5)
+        return []
+
+    def slow(*, X, budget):
+        order.append(("slow", budget.max_rows))
+        return []
+
+    def fast(*, X, budget):
+        order.append(("fast", budget.max_rows))
+        return []
+
+    specs = {"block": checks("t.block", blocker), "slow": checks("t.slowcost", slow, cost="slow"),
+             "fast": checks("t.fastcost", fast)}
+    runner = Runner(workers=1, max_rows=200_000, slow_max_rows=20_000)
+    first, second = RiskCard("first"), RiskCard("second")
+    runner.submit(first, [(Task(specs["block"], {"X": X}), first.expect("t.block")),
+                          (Task(specs["slow"], {"X": X}), first.expect("t.slowcost"))], lambda c: None)
+    runner.submit(second, [(Task(specs["fast"], {"X": X}), second.expect("t.fastcost"))], lambda c: None)
+    gate.set()
+    assert runner.wait(10)
+    assert order == [("fast", 200_000), ("slow", 20_000)]
+    runner.shutdown()

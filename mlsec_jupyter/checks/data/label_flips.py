@@ -210,7 +210,7 @@ def flip_scores(Z: np.ndarray, codes: np.ndarray, n_classes: int, budget: Budget
 
 
 # -- the check --------------------------------------------------------------------------------------
-@register_check(CHECK, applies_to="dataset", title="Label flips", requires=("labels",), cost="fast")
+@register_check(CHECK, applies_to="dataset", title="Label flips", requires=("labels",), cost="slow")
 def label_flips(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget) -> list[Finding]:
     """Rows whose label disagrees with out-of-fold model probabilities and their neighbours' labels."""
     if y is None:

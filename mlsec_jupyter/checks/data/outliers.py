@@ -65,7 +65,7 @@ MAX_SCORED_ROWS = 50_000
 TOP_ROWS = 10
 
 
-@register_check(CHECK, applies_to="dataset", title="Outliers and injected points", cost="fast")
+@register_check(CHECK, applies_to="dataset", title="Outliers and injected points", cost="slow")
 def outliers(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget) -> list[Finding]:
     """Rows that lie far from the other rows of their class (or of the data): injected-looking points."""
     try:
