@@ -63,6 +63,8 @@ QDA_REG = 0.1
 #: gives 0-4 %: classes that genuinely overlap look like flips. Only rates well above that are
 #: medium, and 10 % (a typical label-flipping attack or a badly labelled source) is high.
 MEDIUM_RATE, HIGH_RATE = 0.05, 0.08
+#: Below this estimated rate the finding is info: clean data with overlapping classes gets there.
+LOW_RATE = 0.01
 #: Rows listed in ``metrics["top_rows"]`` and class pairs in ``metrics["class_pairs"]``.
 TOP_ROWS, TOP_PAIRS = 10, 5
 REFERENCES = ("MITRE ATLAS AML.T0020", "OWASP ML02:2023 Data Poisoning Attack")
@@ -307,7 +309,8 @@ def _finding(table: Table, labels: Labels, valid: np.ndarray, codes: np.ndarray,
         return Finding(CHECK, Severity.INFO, "No label flips found",
                        f"{method}: no labelled row{where} looks like another class more than its own "
                        f"(of {plural(n, 'labelled row')}; estimated flip rate 0%).", metrics=metrics)
-    severity = Severity.HIGH if rate >= HIGH_RATE else Severity.MEDIUM if rate >= MEDIUM_RATE else Severity.LOW
+    severity = (Severity.HIGH if rate >= HIGH_RATE else Severity.MEDIUM if rate >= MEDIUM_RATE
+                else Severity.LOW if rate >= LOW_RATE else Severity.INFO)
     (a, b), count = top_pairs[0]
     summary = (f"{plural(len(flagged), 'labelled row')} of {n:,}{where} look more like another class than their "
                f"own label: {method}, confident-learning count. Most suspected flips are labelled '{a}' but "

@@ -60,6 +60,8 @@ STRONG = 10.0
 #: MEDIUM_STRONG_SHARE (and MEDIUM_MIN); else low. Clean data sets stay below MEDIUM (see the tests).
 HIGH_STRONG_SHARE, HIGH_MIN = 0.01, 10
 MEDIUM_STRONG_SHARE, MEDIUM_MIN = 0.004, 5
+#: Fewer than MEDIUM_MIN strong outliers and under this share of rows is info: real data has a few.
+INFO_SHARE = 0.02
 #: At most this many rows are scored (LOF is quadratic in the group size at worst).
 MAX_SCORED_ROWS = 50_000
 TOP_ROWS = 10
@@ -226,8 +228,10 @@ def _finding(table: Table, labels: Labels | None, local: np.ndarray, scores: np.
         severity = Severity.HIGH
     elif strong >= max(MEDIUM_MIN, MEDIUM_STRONG_SHARE * n):
         severity = Severity.MEDIUM
-    else:
+    elif strong >= MEDIUM_MIN or rate >= INFO_SHARE:
         severity = Severity.LOW
+    else:
+        severity = Severity.INFO  # a few mild outliers, as clean data has
     word = "injected-looking point" if severity >= Severity.MEDIUM else "outlying row"
     title = f"{plural(len(flagged), word)} ({100 * rate:.1f}%)"
     summary = (f"{plural(len(flagged), 'row')}{where} lie far from the other rows "
