@@ -13,7 +13,7 @@ $(PY):
 # torch first, pinned to the CPU wheel this machine carries: a bare "torch" would pull a CUDA build.
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[torch,lab,test]"
+	$(PY) -m pip install -q -e ".[torch,lab,sign,test]"
 	touch $@
 
 install: $(VENV)/.installed

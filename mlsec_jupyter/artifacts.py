@@ -103,6 +103,7 @@ class Dataset:
 
     ``name`` is what the user calls it ("X_train, y_train"); ``source`` is the code that made it.
     ``test`` is the held-out partner when a split or a naming convention says which it is.
+    ``path`` is the file it was loaded from, when the load call named one as a string literal.
     """
 
     X: Any
@@ -112,6 +113,7 @@ class Dataset:
     source: str = ""
     test: "Dataset | None" = None
     feature_names: list[str] | None = None
+    path: str | None = None  # the file a load call read it from (absolute), when the call names one
 
     @property
     def label(self) -> str:

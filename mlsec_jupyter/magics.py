@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -28,12 +30,22 @@ Usage:
                                 min_severity (info/low/medium/high/critical), audit (on/off), workers
   %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
   %mlsec cancel                 cancel running checks
+  %mlsec sign VAR [LABELS] [--key KEYFILE] [--out MANIFEST]
+                                fingerprint VAR (and LABELS) and write an Ed25519-signed manifest
+                                (default .mlsec/manifests/VAR.json; a new key is made at
+                                .mlsec/signing_key.pem, mode 600, when none is given)
+  %mlsec verify VAR [LABELS] [MANIFEST] [--trust KEYFILE]
+                                check the manifest's signature and that VAR still has the signed
+                                content (MANIFEST defaults to .mlsec/manifests/VAR.json; --trust
+                                also requires the signer to be that key)
 
   %%mlsec                       (first line of a cell) watch this one cell even when auto is off
 
 Examples:
   %mlsec scan X_train y_train
   %mlsec config time_budget=10 min_severity=low
+  %mlsec sign X_train y_train
+  %mlsec verify X_train y_train .mlsec/manifests/X_train.json
 """
 
 
@@ -55,6 +67,14 @@ def _parser() -> _Parser:
     scan.add_argument("labels", nargs="?")
     config = sub.add_parser("config")
     config.add_argument("pairs", nargs="*")
+    sign = sub.add_parser("sign")
+    sign.add_argument("expr")
+    sign.add_argument("labels", nargs="?")
+    sign.add_argument("--key", default=None)
+    sign.add_argument("--out", default=None)
+    verify = sub.add_parser("verify")
+    verify.add_argument("words", nargs="+")
+    verify.add_argument("--trust", default=None)
     wait = sub.add_parser("wait")
     wait.add_argument("seconds", nargs="?", type=float, default=None)
     return parser
@@ -166,12 +186,99 @@ class MlsecMagics(Magics):
         except Exception as exc:
             raise UsageError(f"%mlsec scan: could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
 
+    # -- sign / verify ---------------------------------------------------------------------------------
+    def _value(self, command: str, expr: str) -> Any:
+        try:
+            return self.shell.ev(expr)
+        except Exception as exc:
+            raise UsageError(f"%mlsec {command}: could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
+
+    def _cmd_sign(self, args: argparse.Namespace) -> None:
+        from . import provenance as pv
+
+        X = self._value("sign", args.expr)
+        y = self._value("sign", args.labels) if args.labels else None
+        key_path = Path(args.key) if args.key else Path(".mlsec") / "signing_key.pem"
+        out = Path(args.out) if args.out else Path(".mlsec") / "manifests" / f"{_file_stem(args.expr)}.json"
+        try:
+            key, created = pv.load_or_create_key(key_path, create=args.key is None)
+            manifest, fp = pv.sign_data(X, y, name=args.expr, labels=args.labels, private_key=key)
+            written = pv.write_manifest(manifest, out)
+        except ImportError:
+            raise UsageError("%mlsec sign: signing needs the cryptography package: "
+                             "pip install cryptography") from None
+        except (pv.KeyFileError, pv.Unsupported) as exc:
+            raise UsageError(f"%mlsec sign: {exc}.") from None
+        except OSError as exc:
+            raise UsageError(f"%mlsec sign: cannot write {exc.filename or out}: {exc.strerror or exc}.") from None
+        key_id = manifest["payload"]["key_id"]
+        if not created and key_path.stat().st_mode & 0o077:
+            print(f"mlsec-jupyter: warning: {key_path} can be read by other users; chmod 600 {key_path}")
+        if created:
+            print(f"mlsec-jupyter: created signing key {key_path} (mode 600); public key fingerprint {key_id}. "
+                  "Keep it private; share the manifest, which carries the public key.")
+        names = f"{args.expr}, {args.labels}" if args.labels else args.expr
+        print(f"mlsec-jupyter: signed {names} "
+              f"— sha {fp.sha[:16]}… ({fp.n_bytes:,} bytes) with key {key_id}; manifest {written}.")
+
+    def _cmd_verify(self, args: argparse.Namespace) -> None:
+        from . import provenance as pv
+
+        words = args.words
+        if len(words) > 3:
+            raise UsageError("%mlsec verify: expected VAR [LABELS] [MANIFEST]. Type %mlsec? for help.")
+        expr = words[0]
+        labels = words[1] if len(words) == 3 else None
+        manifest = words[-1] if len(words) > 1 else str(Path(".mlsec") / "manifests" / f"{_file_stem(expr)}.json")
+        X = self._value("verify", expr)
+        y = self._value("verify", labels) if labels else None
+        try:
+            trusted = None
+            if args.trust:
+                trusted = _public_bytes(pv, Path(args.trust))
+            verdict = pv.verify_manifest(manifest, X, y, trusted_public_key=trusted)
+        except ImportError:
+            raise UsageError("%mlsec verify: verifying needs the cryptography package: "
+                             "pip install cryptography") from None
+        except pv.KeyFileError as exc:
+            raise UsageError(f"%mlsec verify: {exc}.") from None
+        if verdict.status == "unsupported":
+            raise UsageError(f"%mlsec verify: {verdict.message}.")
+        mark = "OK" if verdict.ok else "FAILED"
+        print(f"mlsec-jupyter verify {expr}{f', {labels}' if labels else ''} against {manifest}: {mark} — "
+              f"{verdict.message}")
+
     # -- %%mlsec -----------------------------------------------------------------------------------
     def _watch_cell(self, line: str, cell: str) -> None:
         if line.strip():
             raise UsageError("%%mlsec takes no arguments; put it alone on the first line of the cell.")
         self.extension.force_next = True
         self.shell.run_cell(cell, store_history=False)
+
+
+def _file_stem(expr: str) -> str:
+    """A safe file name for a manifest named after an expression."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", expr).strip("._")
+    return stem[:100] or "data"
+
+
+def _public_bytes(pv: Any, path: Path) -> bytes:
+    """Raw Ed25519 public key from a PEM public or private key file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise pv.KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+    try:
+        key: Any = serialization.load_pem_public_key(data)
+    except ValueError:
+        private = pv.load_or_create_key(path, create=False)[0]
+        key = private.public_key()
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise pv.KeyFileError(f"{path} is not an Ed25519 key")
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _settings_text(values: dict[str, Any]) -> str:

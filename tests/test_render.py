@@ -602,3 +602,260 @@ def test_card_json_cuts_huge_strings_and_lists():
     data = card.to_dict()
     assert len(json.dumps(data)) < 2_000_000
     assert len(data["subject"]) == 1000 and data["subject"].endswith("…")
+
+
+# --------------------------------------------------------------------------------------------
+# the suspected-trigger picture (data.backdoor's ``trigger_mask`` metric)
+# --------------------------------------------------------------------------------------------
+
+_PX_RE = re.compile(r"left:(\d+)px;top:(\d+)px;width:(\d+)px;height:(\d+)px;background-color:(#[0-9a-f]{6})")
+
+
+def digits_mask() -> list[list[int]]:
+    """8×8, a 2×2 patch in the bottom-right corner (the BadNets digits trigger)."""
+    mask = [[0] * 8 for _ in range(8)]
+    for r in (6, 7):
+        for c in (6, 7):
+            mask[r][c] = 1
+    return mask
+
+
+def trigger_card(mask: Any, target: Any = 0, value: Any = 16.0, severity: str = "high") -> RiskCard:
+    card = RiskCard("X_digits", card_id="trig")
+    card.add([Finding("data.backdoor", severity, "Possible backdoor trigger", "s",
+                      metrics={"n_suspects": 90, "target_class": target, "trigger_value": value,
+                               "trigger_box": [6, 6, 2, 2], "trigger_mask": mask})])
+    return card
+
+
+def drawn_grid(root) -> tuple[list[list[int]], int, set]:
+    """Rebuild the 0/1 grid from the picture's blocks; returns (grid, rect count, colours)."""
+    frame = by_class(root, "mlsec-trigger-grid")[0]
+    style = frame.get("style")
+    w_px = int(re.search(r"(?:^|;)width:(\d+)px", style).group(1))
+    h_px = int(re.search(r"(?:^|;)height:(\d+)px", style).group(1))
+    blocks = by_class(frame, "mlsec-px")
+    coords = [_PX_RE.search(b.get("style")) for b in blocks]
+    assert all(coords), [b.get("style") for b in blocks]
+    # the cell size follows from the frame and the image size in the caption
+    caption = text_of(by_class(root, "mlsec-trigger-caption")[0])
+    h, w = map(int, re.search(r"(\d+)\u00d7(\d+) image", caption).groups())
+    assert w_px % w == 0 and h_px % h == 0 and w_px // w == h_px // h
+    cell = w_px // w
+    grid = [[0] * w for _ in range(h)]
+    for m in coords:
+        x, y, bw, bh = (int(m.group(i)) for i in range(1, 5))
+        assert x % cell == y % cell == bw % cell == bh % cell == 0
+        for r in range(y // cell, (y + bh) // cell):
+            for c in range(x // cell, (x + bw) // cell):
+                assert grid[r][c] == 0, "blocks overlap"
+                grid[r][c] = 1
+    return grid, len(blocks), {m.group(5) for m in coords}
+
+
+def test_trigger_picture_for_the_digits_patch():
+    root = assert_safe(card_html(trigger_card(digits_mask())))
+    pictures = by_class(root, "mlsec-trigger")
+    assert len(pictures) == 1
+    assert by_class(root, "mlsec-evidence")[0] in [p for p in root.iter() if pictures[0] in list(p)]
+    assert text_of(by_class(root, "mlsec-trigger-caption")[0]) == "Suspected trigger (8\u00d78 image, target class '0')"
+    grid, n_blocks, colours = drawn_grid(root)
+    assert grid == digits_mask() and n_blocks == 1  # the 2×2 patch is one block
+    assert colours == {"#d9480f"}  # the finding's severity colour
+    assert text_of(by_class(root, "mlsec-trigger-legend")[0]) == "4 trigger pixels, value 16"
+    keys = [text_of(e) for e in by_class(root, "mlsec-mkey")]
+    assert keys == ["n_suspects", "target_class", "trigger_value", "trigger_box"]  # mask not as text
+    frame = by_class(root, "mlsec-trigger-grid")[0].get("style")
+    assert "width:112px" in frame and "height:112px" in frame  # 8 cells of 14 px
+
+
+def test_trigger_picture_from_the_backdoor_checks_own_mask():
+    from mlsec_jupyter.checks.data.backdoor import infer_layout, trigger_mask
+
+    layout = infer_layout((100, 8, 8), 64)
+    mask = trigger_mask(layout, np.array([54, 55, 62, 63]))
+    assert mask == digits_mask()
+    root = assert_safe(card_html(trigger_card(mask)))
+    assert drawn_grid(root)[0] == mask
+
+
+def _checker(h: int, w: int) -> list[list[int]]:
+    return [[(r + c) % 2 for c in range(w)] for r in range(h)]
+
+
+DRAWABLE = {
+    "single": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+    "full": [[1] * 5 for _ in range(4)],
+    "one-by-one": [[1]],
+    "bools": [[True, False], [False, True]],
+    "L": [[1, 0, 0], [1, 0, 0], [1, 1, 1]],
+    "ring": [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]],
+    "checker-10": _checker(10, 10),
+    "row-64": [[1 if c % 3 == 0 else 0 for c in range(64)]],
+    "column-64": [[1] for _ in range(64)],
+    "28x28-corner": [[1 if r >= 24 and c >= 24 else 0 for c in range(28)] for r in range(28)],
+    "64x64-sparse": [[1 if (r * 7 + c * 3) % 97 == 0 else 0 for c in range(64)] for r in range(64)],
+    "9x12": [[1 if (r + c) % 5 == 0 and r > 6 else 0 for c in range(12)] for r in range(9)],
+}
+
+
+@pytest.mark.parametrize("name", list(DRAWABLE))
+def test_trigger_picture_draws_exactly_the_mask(name):
+    mask = DRAWABLE[name]
+    root = assert_safe(card_html(trigger_card(mask, severity="medium")))
+    grid, n_blocks, colours = drawn_grid(root)
+    assert grid == [[int(v) for v in row] for row in mask]
+    assert n_blocks <= render_html.MAX_TRIGGER_RECTS and colours == {"#e3a008"}
+    n_set = sum(map(sum, grid))
+    legend = text_of(by_class(root, "mlsec-trigger-legend")[0])
+    assert legend == f"{n_set} trigger pixel{'s' if n_set != 1 else ''}, value 16"
+    frame = by_class(root, "mlsec-trigger-grid")[0].get("style")
+    side = max(int(v) for v in re.findall(r"(?:^|;)(?:width|height):(\d+)px", frame))
+    assert 14 <= side <= 3 * 64  # small: 3–14 px a cell
+
+
+@given(st.integers(1, 20).flatmap(lambda h: st.integers(1, 20).flatmap(
+    lambda w: st.lists(st.lists(st.integers(0, 1), min_size=w, max_size=w), min_size=h, max_size=h))))
+@settings(max_examples=150, deadline=None)
+def test_trigger_blocks_cover_exactly_the_set_cells(mask):
+    rects = render_html._mask_rects([[bool(v) for v in row] for row in mask], limit=10_000)
+    grid = [[0] * len(mask[0]) for _ in mask]
+    for r, c, h, w in rects:
+        for i in range(r, r + h):
+            for j in range(c, c + w):
+                assert grid[i][j] == 0
+                grid[i][j] = 1
+    assert grid == mask
+
+
+class _Int(int):
+    pass
+
+
+MALFORMED = {
+    "none": None,
+    "string": "[[0, 1], [1, 0]]",
+    "empty": [],
+    "empty-row": [[]],
+    "ragged": [[1, 0], [1]],
+    "two": [[0, 2]],
+    "minus-one": [[-1, 1]],
+    "float": [[1.0, 0.0]],
+    "string-cells": [["1", "0"]],
+    "none-cell": [[1, None]],
+    "tuple-rows": [(1, 0), (0, 1)],
+    "tuple-outer": ([1, 0], [0, 1]),
+    "nested-deeper": [[[1]]],
+    "numpy-array": np.eye(4, dtype=int),
+    "numpy-ints": [[np.int64(1), np.int64(0)]],
+    "int-subclass": [[_Int(1), 0]],
+    "all-zero": [[0] * 8 for _ in range(8)],
+    "too-tall": [[1] for _ in range(65)],
+    "too-wide": [[1] * 65],
+    "huge": [[1] * 1000 for _ in range(1000)],
+    "too-busy": _checker(64, 64),
+    "dict": {"0": [1]},
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_no_trigger_picture_for_malformed_or_oversized_masks(name):
+    page = card_html(trigger_card(MALFORMED[name]))
+    root = assert_safe(page)
+    assert not by_class(root, "mlsec-trigger") and not by_class(root, "mlsec-px")
+    keys = [text_of(e) for e in by_class(root, "mlsec-mkey")]
+    assert "trigger_mask" in keys  # still listed, abbreviated, as text
+    values = [text_of(e) for e in by_class(root, "mlsec-mval")]
+    assert all(len(v) <= VALUE_LIMIT for v in values)
+    assert len(page.encode("utf-8")) < 12_000
+
+
+def test_no_trigger_picture_without_the_metric_or_with_odd_keys():
+    class Odd:
+        def __hash__(self):
+            return hash("trigger_mask")
+
+        def __eq__(self, other):
+            raise RuntimeError("no")
+
+    card = RiskCard("X")
+    card.add([Finding("data.backdoor", "high", "a", metrics={"trigger_value": 1}),
+              Finding("data.backdoor", "high", "b", metrics={Odd(): 1, "target_class": 0})])
+    root = assert_safe(card_html(card))
+    assert not by_class(root, "mlsec-trigger")
+
+
+def test_trigger_caption_without_target_and_value():
+    root = assert_safe(card_html(trigger_card(digits_mask(), target=None, value=[1.0, 0.5])))
+    assert text_of(by_class(root, "mlsec-trigger-caption")[0]) == "Suspected trigger (8\u00d78 image)"
+    assert text_of(by_class(root, "mlsec-trigger-legend")[0]) == "4 trigger pixels"
+    assert not by_class(root, "mlsec-trigger-class")
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: repr(p[:30]))
+def test_trigger_caption_escapes_the_target_class(payload):
+    page = card_html(trigger_card(digits_mask(), target=payload, value=payload))
+    root = assert_safe(page)
+    assert "<script" not in page.lower() and "<img" not in page.lower() and "<svg" not in page.lower()
+    assert [text_of(e) for e in by_class(root, "mlsec-trigger-class")] == [expected(payload, LABEL_LIMIT)]
+    caption = text_of(by_class(root, "mlsec-trigger-caption")[0])
+    assert caption == f"Suspected trigger (8\u00d78 image, target class '{expected(payload, LABEL_LIMIT)}')"
+    assert text_of(by_class(root, "mlsec-trigger-legend")[0]) == "4 trigger pixels"  # non-numeric value
+
+
+# what JupyterLab's sanitizer keeps for untrusted output (apputils sanitizer.ts allowedStyles)
+_SANITIZER_SAFE = {
+    "position": r"relative|absolute",
+    "box-sizing": r"content-box",
+    "left": r"\d+px", "top": r"\d+px", "width": r"\d+px", "height": r"\d+px",
+    "overflow": r"hidden",
+    "background-color": r"#[0-9a-f]{6}|rgba\(\d{1,3},\d{1,3},\d{1,3},0\.\d+\)",
+    "border": r"1px solid rgba\(\d{1,3},\d{1,3},\d{1,3},0\.\d+\)",
+    "border-top-width": r"0", "border-left-width": r"0",
+    "background-image": (r"linear-gradient\(to right,rgba\([\d,.]+\) 1px,transparent 1px\),"
+                         r"linear-gradient\(to bottom,rgba\([\d,.]+\) 1px,transparent 1px\)"),
+    "background-size": r"\d+px \d+px",
+    "display": r"inline-block", "margin-right": r"\d+px", "vertical-align": r"-?\d+px",
+}
+
+
+def test_trigger_picture_uses_only_sanitizer_safe_styles():
+    for mask in (digits_mask(), DRAWABLE["64x64-sparse"]):
+        root = assert_safe(card_html(trigger_card(mask)))
+        picture = by_class(root, "mlsec-trigger")[0]
+        legend = by_class(picture, "mlsec-trigger-legend")[0]
+        for el in [by_class(picture, "mlsec-trigger-grid")[0], *by_class(picture, "mlsec-px"),
+                   legend, *legend]:  # the legend and its colour swatch
+            assert el.tag in ("div", "span")
+            for decl in filter(None, (el.get("style") or "").split(";")):
+                prop, value = decl.split(":", 1)
+                if prop in ("font-size", "margin-top", "color"):
+                    continue
+                assert prop in _SANITIZER_SAFE, decl
+                assert re.fullmatch(_SANITIZER_SAFE[prop], value), decl
+
+
+def test_trigger_pictures_keep_the_card_bounded():
+    # the busiest mask that is still drawn: 64 rows of isolated pixels, MAX_TRIGGER_RECTS in all
+    n = render_html.MAX_TRIGGER_RECTS
+    busy = [[0] * 64 for _ in range(64)]
+    for i in range(n):
+        busy[(i // 32) * 2 % 64][(i % 32) * 2] = 1
+    one = card_html(trigger_card(busy))
+    root = assert_safe(one)
+    assert drawn_grid(root)[1] == n
+    plain = card_html(trigger_card(None))
+    assert len(one.encode("utf-8")) - len(plain.encode("utf-8")) < 25_000
+    card = RiskCard("X")
+    big = "\u00e9<&>\"" * 20_000
+    card.add([Finding("data.backdoor", "high", big, big, recommendation=big,
+                      metrics={"target_class": big, "trigger_mask": busy, "trigger_value": 1})
+              for _ in range(40)])
+    page = card_html(card)
+    assert len(page.encode("utf-8")) < 200_000
+    root = assert_safe(page)
+    assert by_class(root, "mlsec-more")
+    # one more set cell and it is no longer drawn
+    busier = [row[:] for row in busy]
+    busier[63][63] = 1
+    assert not by_class(parse(card_html(trigger_card(busier))), "mlsec-trigger")

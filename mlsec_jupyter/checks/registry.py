@@ -153,7 +153,8 @@ def inputs_for(artifact: Artifact) -> dict[str, Any]:
     if isinstance(artifact, Dataset):
         test = artifact.test
         return {"X": artifact.X, "y": artifact.y, "feature_names": artifact.feature_names,
-                "X_test": None if test is None else test.X, "y_test": None if test is None else test.y}
+                "X_test": None if test is None else test.X, "y_test": None if test is None else test.y,
+                "path": artifact.path}
     if isinstance(artifact, Model):
         train, test = artifact.train, artifact.test
         return {"model": artifact.obj, "framework": artifact.framework,

@@ -15,6 +15,15 @@ Design rules (DESIGN.md "The risk-card bundle"; reliability note S1, S3, Q10):
   sets no page background and inherits the text colour, so light and dark themes both work.
 * The only attribute built from card data is the ``id``: ``card_id`` itself when it is already
   ``[A-Za-z0-9_-]{1,64}``, otherwise a hash of it (:func:`dom_id`). Class names are fixed words.
+* A backdoor finding's ``trigger_mask`` metric (an H×W grid of 0/1, at most
+  :data:`MAX_TRIGGER_SIDE` a side) is drawn as a small picture of the suspected trigger
+  (:func:`_trigger_picture`). JupyterLab's sanitizer drops ``<svg>`` from untrusted output, so the
+  picture is plain ``<div>`` elements: a ``position:relative`` frame whose background is the
+  empty pixels, and one ``position:absolute`` block for each rectangle of trigger pixels, with px
+  sizes, hex/rgba colours and an optional gradient pixel grid (all on the sanitizer's style
+  allowlist; tested in tests/test_render.py). A mask that is not exactly
+  a list of equal-length lists of 0/1 ints/bools, is too big, is empty, or would take more than
+  :data:`MAX_TRIGGER_RECTS` blocks is not drawn (it stays in the metrics table, abbreviated).
 * Output size is bounded: long strings are cut, lists abbreviated, at most
   :data:`MAX_FINDINGS` findings / :data:`MAX_METRICS` metrics each / :data:`MAX_RUN_LINES` run
   lines are shown, and each section stops at its byte budget with a "+N more" line.
@@ -55,6 +64,11 @@ MAX_METRICS = 20
 MAX_REFERENCES = 12
 MAX_RUN_LINES = 40
 MAX_NOTES = 20
+#: Largest trigger mask drawn (rows and columns), and most blocks one picture may take (~100 B each).
+MAX_TRIGGER_SIDE = 64
+MAX_TRIGGER_RECTS = 200
+#: The trigger picture is about this many px on its longer side (cells 3–14 px).
+TRIGGER_PICTURE_PX = 160
 #: UTF-8 byte budgets per section: once one is spent, the rest of that section becomes a
 #: "+N more" line. With the per-item caps this keeps a card under about 170 KB in the worst case.
 FINDINGS_BUDGET = 100_000
@@ -207,6 +221,109 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
             f'font-size:12px;max-width:100%">{"".join(rows)}</table>')
 
 
+def _trigger_grid(value: Any) -> list[list[bool]] | None:
+    """``value`` as a grid of booleans if it is a valid trigger mask, else ``None``.
+
+    Valid means exactly: a non-empty ``list`` of at most :data:`MAX_TRIGGER_SIDE` ``list`` rows of
+    the same length (1 to :data:`MAX_TRIGGER_SIDE`), each item an ``int`` or ``bool`` equal to 0
+    or 1 (no subclasses, numpy scalars, strings or floats), with at least one 1."""
+    if type(value) is not list or not 1 <= len(value) <= MAX_TRIGGER_SIDE:
+        return None
+    first = value[0]
+    if type(first) is not list or not 1 <= len(first) <= MAX_TRIGGER_SIDE:
+        return None
+    width = len(first)
+    grid: list[list[bool]] = []
+    for row in value:
+        if type(row) is not list or len(row) != width:
+            return None
+        cells = []
+        for v in row:
+            if (type(v) is not int and type(v) is not bool) or (v != 0 and v != 1):
+                return None
+            cells.append(v == 1)
+        grid.append(cells)
+    return grid if any(any(row) for row in grid) else None
+
+
+def _mask_rects(grid: list[list[bool]], limit: int = MAX_TRIGGER_RECTS
+                ) -> list[tuple[int, int, int, int]] | None:
+    """Cover the set cells of ``grid`` with rectangles ``(row, col, height, width)``: runs of set
+    cells in a row, merged down while the rows below have the very same run. ``None`` when it
+    takes more than ``limit`` rectangles."""
+    rects: list[tuple[int, int, int, int]] = []
+    open_runs: dict[tuple[int, int], int] = {}  # (first col, end col) -> first row
+    for r, row in enumerate(grid + [[False] * len(grid[0])]):  # a blank row closes every run
+        runs = set()
+        c, width = 0, len(row)
+        while c < width:
+            if row[c]:
+                start = c
+                while c < width and row[c]:
+                    c += 1
+                runs.add((start, c))
+            else:
+                c += 1
+        for run in [k for k in open_runs if k not in runs]:
+            top = open_runs.pop(run)
+            rects.append((top, run[0], r - top, run[1] - run[0]))
+        for run in runs:
+            open_runs.setdefault(run, r)
+        if len(rects) + len(open_runs) > limit:
+            return None
+    return sorted(rects)
+
+
+def _trigger_picture(metrics: dict[str, Any], colour: str) -> str:
+    """The suspected trigger as a small picture (see the module doc), or ``""``."""
+    try:
+        grid = _trigger_grid(metrics.get("trigger_mask"))
+        rects = _mask_rects(grid) if grid is not None else None
+    except Exception:  # noqa: BLE001 - odd metric keys must never break the card
+        return ""
+    if grid is None or rects is None:
+        return ""
+    h, w = len(grid), len(grid[0])
+    cell = max(3, min(14, TRIGGER_PICTURE_PX // max(h, w)))
+    n_set = sum(sum(row) for row in grid)
+    line = "rgba(127,127,127,0.45)"
+    frame = (f"position:relative;box-sizing:content-box;width:{w * cell}px;height:{h * cell}px;"
+             f"overflow:hidden;background-color:rgba(127,127,127,0.10);border:1px solid {line}")
+    if cell >= 6:
+        # a faint pixel grid: each cell's left and top line come from the background, so the frame
+        # itself only draws the right and bottom edge (a sanitizer that drops gradients leaves the
+        # plain frame: still readable)
+        frame += (f";border-top-width:0;border-left-width:0;"
+                  f"background-image:linear-gradient(to right,{line} 1px,transparent 1px),"
+                  f"linear-gradient(to bottom,{line} 1px,transparent 1px);"
+                  f"background-size:{cell}px {cell}px")
+    blocks = "".join(
+        f'<div class="mlsec-px" style="position:absolute;left:{c * cell}px;top:{r * cell}px;'
+        f'width:{cw * cell}px;height:{rh * cell}px;background-color:{colour}"></div>'
+        for r, c, rh, cw in rects
+    )
+    target = metrics.get("target_class")
+    caption = f"{h}\u00d7{w} image"
+    klass = ""
+    if target is not None and not isinstance(target, (dict, list, tuple, set)):
+        klass = f", target class '{_user(target, 'mlsec-trigger-class', LABEL_LIMIT)}'"
+    value = metrics.get("trigger_value")
+    value_text = ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value_text = f", value {format_value(value)}"
+    swatch = (f'<span style="display:inline-block;width:9px;height:9px;margin-right:4px;'
+              f'vertical-align:-1px;background-color:{colour}"></span>')
+    pixels = f"{n_set:,} trigger pixel{'s' if n_set != 1 else ''}"
+    return (
+        '<div class="mlsec-trigger" style="margin:8px 0 8px 0">'
+        '<div class="mlsec-trigger-caption" style="margin-bottom:5px;font-size:12px">'
+        f'<span style="font-weight:600">Suspected trigger</span> ({_esc(caption)}{klass})</div>'
+        f'<div class="mlsec-trigger-grid" style="{frame}">{blocks}</div>'
+        f'<div class="mlsec-trigger-legend" style="margin-top:4px;font-size:11px;{_MUTED}">'
+        f"{swatch}{_esc(pixels + value_text)}</div></div>"
+    )
+
+
 def _evidence(f: "Finding") -> str:
     parts = ['<div class="mlsec-evidence" style="padding:2px 14px 12px 38px;font-size:12.5px">']
     if f.recommendation:
@@ -216,8 +333,13 @@ def _evidence(f: "Finding") -> str:
             '<strong style="font-weight:600">Recommendation: </strong>'
             f'{_user(f.recommendation, "mlsec-rec-text")}</div>'
         )
-    if f.metrics:
-        parts.append(_metrics_table(dict(f.metrics)))
+    metrics = dict(f.metrics)
+    picture = _trigger_picture(metrics, _SEVERITY_COLOURS[f.severity][0]) if metrics else ""
+    if picture:
+        parts.append(picture)
+        metrics.pop("trigger_mask", None)  # drawn above; as text it is only noise
+    if metrics:
+        parts.append(_metrics_table(metrics))
     if f.indices:
         parts.append(
             f'<div class="mlsec-rows" style="margin-top:4px"><span style="{_MUTED}">Rows: </span>'

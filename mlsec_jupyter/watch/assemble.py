@@ -7,6 +7,7 @@ objects and never iterates a loader.
 
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -106,7 +107,7 @@ class Assembler:
         if intent.torch_training:
             out += self._from_torch_loop(intent, ns, used)
         for call in intent.loads:
-            out += self._from_load(call, kinds, ns, used)
+            out += _with_path(self._from_load(call, kinds, ns, used), call.path)
         out += self._model_files(intent)
         if force or intent.loads:
             out += self._leftovers(kinds, ns, used, require_2d=not force)
@@ -247,6 +248,16 @@ class Assembler:
         if classify(X) not in _DATA_KINDS:
             return None
         return Dataset(X=X, y=y, name=", ".join(names), role=role, source=source)
+
+
+def _with_path(artifacts: list[Artifact], path: str | None) -> list[Artifact]:
+    """Record the literal file path of the load call on the datasets it made (absolute, no I/O)."""
+    if path:
+        full = path if "://" in path else os.path.abspath(os.path.expanduser(path))
+        for a in artifacts:
+            if isinstance(a, Dataset) and a.path is None:
+                a.path = full
+    return artifacts
 
 
 def _ndim(obj: Any) -> int | None:
