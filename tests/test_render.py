@@ -859,3 +859,26 @@ def test_trigger_pictures_keep_the_card_bounded():
     busier = [row[:] for row in busy]
     busier[63][63] = 1
     assert not by_class(parse(card_html(trigger_card(busier))), "mlsec-trigger")
+
+
+def test_info_findings_fold_into_one_row_below_the_issues():
+    import html5lib
+
+    from mlsec_jupyter.findings import Finding, RiskCard
+    from mlsec_jupyter.render.html import card_html
+
+    card = RiskCard("X, y")
+    card.add([Finding("data.integrity", "info", "No integrity problems found"),
+              Finding("data.duplicates", "high", "Train/test overlap"),
+              Finding("data.provenance", "info", "Fingerprint 3f2a"),
+              Finding("data.outliers", "info", "No outlying rows found")])
+    tree = html5lib.parse(card_html(card), namespaceHTMLElements=False)
+    groups = [e for e in tree.iter("details") if "mlsec-info-group" in e.get("class", "")]
+    assert len(groups) == 1
+    inside = "".join(groups[0].itertext())
+    assert "No integrity problems found" in inside and "Fingerprint 3f2a" in inside
+    assert "Train/test overlap" not in inside
+    assert "3 info findings: data.integrity, data.outliers, data.provenance" in inside
+    single = RiskCard("one")
+    single.add([Finding("data.integrity", "info", "Clean")])
+    assert "mlsec-info-group" not in card_html(single)

@@ -420,6 +420,22 @@ def _bounded(parts: Iterable[str], budget: int) -> list[str]:
     return kept
 
 
+def _group_info(rows: list[str], findings: list["Finding"]) -> list[str]:
+    """Issues stay one row each; two or more ``info`` rows (checked and clean, or context such as a
+    fingerprint) fold into one expandable row, so the issues are what the eye meets first."""
+    infos = [row for row, f in zip(rows, findings) if f.severity is Severity.INFO]
+    if len(infos) < 2:
+        return rows
+    issues = [row for row, f in zip(rows, findings) if f.severity is not Severity.INFO]
+    checks = sorted({f.check for f in findings[: len(rows)] if f.severity is Severity.INFO})
+    label = (f"{len(infos)} info findings: "
+             + ", ".join(checks[:6]) + (f" +{len(checks) - 6} more" if len(checks) > 6 else ""))
+    group = (f'<details class="mlsec-info-group" style="border-top:1px solid {_RULE}">'
+             f'<summary style="padding:6px 14px 6px 12px;cursor:pointer;font-size:12.5px;{_MUTED}">'
+             f'{_esc(label)}</summary><div style="padding-left:10px">{"".join(infos)}</div></details>')
+    return [*issues, group]
+
+
 def card_html(card: "RiskCard") -> str:
     """The risk card as one self-contained, escaped HTML fragment (the ``text/html`` output)."""
     element_id = dom_id(card.card_id)
@@ -438,7 +454,7 @@ def card_html(card: "RiskCard") -> str:
         _header(card, findings, problems),
     ]
     rows = _bounded((_finding(f, show_target) for f in findings[:MAX_FINDINGS]), FINDINGS_BUDGET)
-    out.extend(rows)
+    out.extend(_group_info(rows, findings))
     if len(rows) < len(findings):
         out.append(_more(f"{len(findings) - len(rows):,} more findings not shown here "
                          "(see the card JSON or a report)", f"border-top:1px solid {_RULE}"))

@@ -61,7 +61,7 @@ STRONG = 10.0
 HIGH_STRONG_SHARE, HIGH_MIN = 0.01, 10
 MEDIUM_STRONG_SHARE, MEDIUM_MIN = 0.004, 5
 #: Fewer than MEDIUM_MIN strong outliers and under this share of rows is info: real data has a few.
-INFO_SHARE = 0.02
+INFO_SHARE = 0.03
 #: At most this many rows are scored (LOF is quadratic in the group size at worst).
 MAX_SCORED_ROWS = 50_000
 TOP_ROWS = 10
