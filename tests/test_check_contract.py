@@ -19,7 +19,8 @@ from mlsec_jupyter.findings import Finding, Severity
 DATA_CHECKS = [s for s in all_checks() if s.applies_to == "dataset"]
 STABLE_METRICS = {
     "data.integrity": {"n_rows", "n_features", "nan_count", "inf_count", "constant_columns", "class_counts"},
-    "data.duplicates": {"exact_duplicates", "conflicting_label_duplicates", "train_test_overlap"},
+    "data.duplicates": {"exact_duplicates", "conflicting_label_duplicates", "train_test_overlap",
+                        "near_duplicates", "conflicting_label_near_duplicates"},
     "data.outliers": {"outlier_rate"},
     "data.label_flips": {"estimated_flip_rate"},
     "data.backdoor": {"suspect_rate", "target_class"},

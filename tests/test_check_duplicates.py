@@ -9,16 +9,18 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 
 from guards import bad_inputs, rng_unchanged, unchanged
 from mlsec_jupyter.checks.budget import Budget
-from mlsec_jupyter.checks.data.duplicates import (canonical_bits, duplicate_groups, duplicates, row_hashes,
-                                                  rows_matching)
+from mlsec_jupyter.checks.data import duplicates as dup_module
+from mlsec_jupyter.checks.data.duplicates import (canonical_bits, duplicate_groups, duplicates, near_pairs,
+                                                  robust_scale, row_hashes, rows_matching)
 from mlsec_jupyter.checks.registry import run_check
 from mlsec_jupyter.findings import Severity
 
-STABLE = {"exact_duplicates", "conflicting_label_duplicates", "train_test_overlap"}
+STABLE = {"exact_duplicates", "conflicting_label_duplicates", "train_test_overlap", "near_duplicates",
+          "conflicting_label_near_duplicates"}
 
 
 @pytest.fixture(scope="module")
@@ -230,8 +232,11 @@ def test_findings_follow_a_joint_row_permutation(data):
     moved = _run(X[perm], y[perm], X_test[test_perm])
     metrics = next(iter(base.values())).metrics
     moved_metrics = next(iter(moved.values())).metrics
-    for key in ("exact_duplicates", "conflicting_label_duplicates", "train_test_overlap"):
+    for key in ("exact_duplicates", "conflicting_label_duplicates", "train_test_overlap", "near_duplicates",
+                "conflicting_label_near_duplicates", "near_duplicate_pairs"):
         assert metrics[key] == moved_metrics[key]
+    for title in ("Near-duplicate rows", "Near-duplicates with conflicting labels"):
+        assert {int(perm[i]) for i in _indices(moved, title)} == _indices(base, title)
     # rows in permuted data are original rows perm[i]
     assert {int(perm[i]) for i in _indices(moved, "Duplicates with conflicting labels")} == \
         _indices(base, "Duplicates with conflicting labels")
@@ -271,3 +276,162 @@ def test_rows_with_unreadable_values_are_never_duplicates():
     assert exact.indices == (3,)  # rows 2 and 3 are equal (None is missing); rows 0 and 1 hold lists
     assert "2 rows of X holding values that cannot be compared were left out" in exact.metrics["notes"]
     assert findings["Train/test overlap"].indices == (1,)
+
+
+# -- near-duplicates ---------------------------------------------------------------------------------
+NEAR, NEAR_CONFLICT = "Near-duplicate rows", "Near-duplicates with conflicting labels"
+
+
+def plant_jittered_flips(X, y, n_copies, seed=0, noise=1e-3):
+    """Append ``n_copies`` copies of random rows, jittered by ``noise`` x each feature's std, with a
+    different label. Returns the new data and the planted rows (sources and copies)."""
+    rng = np.random.default_rng(seed)
+    src = np.sort(rng.choice(len(X), size=n_copies, replace=False))
+    copies = X[src] + rng.normal(size=(n_copies, X.shape[1])) * noise * X.std(axis=0)
+    n_classes = len(np.unique(y))
+    flipped = (y[src] + 1 + rng.integers(0, n_classes - 1, size=n_copies)) % n_classes
+    X2, y2 = np.vstack([X, copies]), np.r_[y, flipped]
+    return X2, y2, set(src.tolist()) | set(range(len(X), len(X) + n_copies))
+
+
+@pytest.mark.parametrize("load", [load_iris, load_wine, load_breast_cancer, load_digits],
+                         ids=["iris", "wine", "breast_cancer", "digits"])
+def test_clean_sklearn_data_has_no_near_duplicates(load):
+    """Measured false-flag rate on clean data: 0 rows of 150 / 178 / 569 / 1797 (the floor is < 0.5 %)."""
+    X, y = load(return_X_y=True)
+    findings = run_check("data.duplicates", X=X, y=y)
+    metrics = findings[0].metrics
+    assert metrics["near_duplicates"] == 0 and metrics["conflicting_label_near_duplicates"] == 0
+    assert metrics["near_duplicates"] < 0.005 * len(X)
+    assert NEAR not in by_title(findings) and NEAR_CONFLICT not in by_title(findings)
+    assert metrics["near_duplicate_rows_searched"] == len(np.unique(X, axis=0))
+
+
+@pytest.mark.parametrize("load, n_copies", [(load_breast_cancer, 12), (load_digits, 36)],
+                         ids=["breast_cancer", "digits"])
+def test_planted_jittered_flips_are_found(load, n_copies):
+    X, y = load(return_X_y=True)
+    X2, y2, planted = plant_jittered_flips(X, y, n_copies)
+    with unchanged(X2, y2), rng_unchanged():
+        f = by_title(run_check("data.duplicates", X=X2, y=y2))
+    conflict = f[NEAR_CONFLICT]
+    found = set(conflict.indices)
+    recall, precision = len(found & planted) / len(planted), len(found & planted) / len(found)
+    assert recall >= 0.95 and precision >= 0.95, (recall, precision)
+    assert conflict.severity is Severity.HIGH  # >= 1% of rows
+    assert any(r.startswith("OWASP ML02:2023") for r in conflict.references)
+    m = conflict.metrics
+    assert m["conflicting_label_near_duplicates"] == len(found)
+    assert m["near_duplicates"] == n_copies
+    assert m["exact_duplicates"] == 0 and m["conflicting_label_duplicates"] == 0  # jittered: never exact
+    assert STABLE <= set(m)
+    assert f[NEAR].severity is Severity.LOW and set(f[NEAR].indices) >= found
+
+
+def test_few_near_duplicates_are_info_and_conflicts_medium(cancer):
+    X, y = cancer
+    X2, y2, planted = plant_jittered_flips(X, y, 2, seed=4)
+    f = by_title(run_check("data.duplicates", X=X2, y=y2))
+    assert f[NEAR_CONFLICT].severity is Severity.MEDIUM  # 4 rows of 571 < 1%
+    assert set(f[NEAR_CONFLICT].indices) == planted
+    assert f[NEAR].severity is Severity.INFO  # 2 near repeats of 571 < 0.5%
+    assert f[NEAR].metrics["near_duplicates"] == 2
+
+
+def test_near_duplicates_with_agreeing_labels_are_not_conflicts(cancer):
+    X, y = cancer
+    rng = np.random.default_rng(1)
+    src = np.arange(0, 60, 2)
+    X2 = np.vstack([X, X[src] + rng.normal(size=(len(src), X.shape[1])) * 1e-3 * X.std(axis=0)])
+    y2 = np.r_[y, y[src]]
+    f = by_title(run_check("data.duplicates", X=X2, y=y2))
+    assert NEAR_CONFLICT not in f
+    assert f[NEAR].metrics["conflicting_label_near_duplicates"] == 0
+    assert set(f[NEAR].indices) == set(src.tolist()) | set(range(len(X), len(X2)))
+    assert f[NEAR].severity is Severity.LOW  # 30 of 599 >= 0.5%
+
+
+def test_exact_copies_are_not_counted_again_as_near_duplicates(cancer):
+    X, y = cancer
+    X, y = X.copy(), y.copy()
+    X[[100, 200]] = X[[1, 2]]  # exact copies, same labels
+    y[[100, 200]] = y[[1, 2]]
+    X[300] = X[3]  # exact copy with another label
+    y[300] = 1 - y[3]
+    jitter = X[1] + 1e-3 * X.std(axis=0)  # one near copy of row 1 (and so of its exact copy 100)
+    X2, y2 = np.vstack([X, jitter]), np.r_[y, 1 - y[1]]
+    f = by_title(run_check("data.duplicates", X=X2, y=y2))
+    m = f[NEAR].metrics
+    assert m["exact_duplicates"] == 3 and m["conflicting_label_duplicates"] == 2
+    assert m["near_duplicates"] == 1 and m["near_duplicate_pairs"] == 1  # 1 ~ 569 only; 1 == 100 is exact
+    assert set(f[NEAR].indices) == {1, 100, 569}
+    assert set(f[NEAR_CONFLICT].indices) == {1, 100, 569}
+    assert set(f["Duplicates with conflicting labels"].indices) == {3, 300}
+
+
+def test_near_duplicates_follow_a_row_permutation_and_dtype(cancer):
+    X, y = cancer
+    X2, y2, planted = plant_jittered_flips(X, y, 8, seed=2)
+    base = by_title(run_check("data.duplicates", X=X2, y=y2))
+    perm = np.random.default_rng(9).permutation(len(X2))
+    moved = by_title(run_check("data.duplicates", X=X2[perm], y=y2[perm]))
+    for title in (NEAR, NEAR_CONFLICT):
+        assert {int(perm[i]) for i in moved[title].indices} == set(base[title].indices)
+        assert moved[title].metrics["near_duplicates"] == base[title].metrics["near_duplicates"]
+    assert set(base[NEAR_CONFLICT].indices) == planted
+    X32 = X2.astype(np.float32)
+    a = run_check("data.duplicates", X=X32.astype(np.float64), y=y2)
+    b = run_check("data.duplicates", X=X32, y=y2)
+    assert [(f.title, f.indices, f.metrics) for f in a] == [(f.title, f.indices, f.metrics) for f in b]
+    assert set(by_title(b)[NEAR_CONFLICT].indices) == planted
+
+
+def test_near_duplicate_search_is_sampled_beyond_the_cap(cancer, monkeypatch):
+    X, y = cancer
+    X2, y2, planted = plant_jittered_flips(X, y, 30, seed=3)
+    monkeypatch.setattr(dup_module, "NEAR_MAX_ROWS", 300)
+    with rng_unchanged():
+        findings = run_check("data.duplicates", X=X2, y=y2)
+    m = findings[0].metrics
+    assert m["near_duplicate_rows_searched"] == 300
+    assert "near-duplicates searched among a sample of 300 of 599 distinct rows" in m["notes"]
+    f = by_title(findings)
+    if NEAR_CONFLICT in f:  # whatever was found is planted, and the card says it sampled
+        assert set(f[NEAR_CONFLICT].indices) <= planted
+        assert "Searched among a sample of 300 of 599 distinct rows" in f[NEAR_CONFLICT].summary
+
+
+def test_near_duplicates_not_searched_on_tiny_data():
+    X = np.arange(12.0).reshape(6, 2)
+    findings = run_check("data.duplicates", X=X, y=np.arange(6) % 2)
+    assert findings[0].metrics["near_duplicates"] is None
+    assert findings[0].metrics["conflicting_label_near_duplicates"] is None
+    assert "near-duplicates not searched" in findings[0].summary
+
+
+def test_near_pairs_matches_brute_force():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(600, 20))
+    src = rng.choice(600, size=40, replace=False)
+    Z = np.vstack([Z, Z[src] + rng.normal(size=(40, 20)) * 0.01])
+    radius = 0.5
+    pairs, stopped = near_pairs(Z, radius, np.random.default_rng(1))
+    d2 = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1)
+    i, j = np.nonzero(np.triu(d2 < radius ** 2, 1))
+    assert not stopped
+    assert set(map(tuple, pairs.tolist())) == set(zip(i.tolist(), j.tolist()))
+
+
+def test_robust_scale_is_not_collapsed_by_jittered_copies():
+    col = np.r_[np.zeros(90), np.arange(1.0, 11.0)]  # IQR 0: mostly one value
+    X = np.c_[col, np.linspace(0, 1, 100)]
+    jittered = np.vstack([X, X + 1e-6])
+    Z = robust_scale(jittered)
+    assert np.abs(Z[:100] - Z[100:]).max() < 1e-3  # copies stay near their originals
+
+
+def test_robust_scale_keeps_columns_that_vary_only_outside_the_fitted_rows():
+    X = np.c_[np.zeros(50), np.linspace(0, 1, 50)]
+    X[40, 0] = 5.0
+    Z = robust_scale(X, fit_rows=np.arange(20))
+    assert Z.shape[1] == 2 and abs(Z[40, 0]) > 1

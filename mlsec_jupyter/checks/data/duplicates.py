@@ -3,10 +3,23 @@
 Rows are compared exactly: values are put in a canonical bit pattern (``-0.0`` -> ``0.0``, every NaN
 -> one NaN), hashed per row with a vectorised 64-bit hash, and rows that share a hash are then
 compared bit for bit, so a hash collision can never report a false duplicate.
+
+Near-duplicates are distinct rows (never exact copies of each other, which are counted above) that are
+almost identical: in a robustly standardised copy of the features (per column: minus the median,
+divided by ``max(IQR / 1.349, 1.2533 * mean |x - median|)``, so jittered copies cannot shrink a
+column's scale to nothing), two rows closer than :data:`NEAR_RATIO` times the typical distance from a
+row to its 5th nearest neighbour. The typical distance is the median over (at most
+:data:`NEAR_SCALE_QUERIES`) rows, found with scikit-learn's ``NearestNeighbors``. Candidate pairs come
+from a few randomly shifted grids on the main principal directions (cells :data:`NEAR_CELL` times the
+threshold wide) and are confirmed with their exact distance in the full space. The search looks at
+no more than :data:`NEAR_MAX_ROWS` distinct rows; larger data is sampled (stated on the card) by a
+seeded hash of each row's content, so the sample does not depend on row order. On the clean
+scikit-learn data sets iris, wine, breast_cancer and digits it flags no row.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +35,27 @@ CHECK = "data.duplicates"
 DUPLICATE_MEDIUM_SHARE = 0.10
 #: Conflicting-label duplicates and train/test overlap are high from this share of rows.
 HIGH_SHARE = 0.01
+#: Near-duplicates: closer than this times the median distance of a row to its 5th nearest neighbour.
+#: Clean iris / wine / breast_cancer / digits have no distinct pair below 0.17; copies jittered by
+#: 1e-3 of each feature's scale sit below 0.035.
+NEAR_RATIO = 0.08
+#: Plain near-duplicates are info below this share of rows, low from it.
+NEAR_LOW_SHARE = 0.005
+#: The near-duplicate search looks at no more than this many distinct rows (sampled beyond).
+NEAR_MAX_ROWS = 20_000
+#: Fewer distinct rows than this: no typical distance to compare with, near-duplicates not searched.
+NEAR_MIN_ROWS = 10
+#: Rows whose 5th-neighbour distance sets the typical distance.
+NEAR_SCALE_QUERIES = 400
+#: Rows the column scales and principal directions are estimated from.
+NEAR_FIT_ROWS = 4_000
+NEAR_K = 5
+#: Candidate grids: dimensions (principal directions), cell width in thresholds, number of shifted grids.
+NEAR_DIMS = 16
+NEAR_CELL = 4.0
+NEAR_GRIDS = 4
+#: Stop confirming candidates beyond this many pairs (very dense data); the card says so.
+NEAR_MAX_CANDIDATES = 5_000_000
 POISONING_REFS = ("OWASP ML02:2023 Data Poisoning Attack", "MITRE ATLAS AML.T0020 Poison Training Data")
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -105,6 +139,102 @@ def rows_matching(bits: np.ndarray, hashes: np.ndarray, ref_bits: np.ndarray,
     return cand[np.isin(inverse[len(ref_cand):], inverse[: len(ref_cand)])]
 
 
+# -- near-duplicates (pure kernels) -----------------------------------------------------------------
+def robust_scale(values: np.ndarray, fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """Standardised copy: ``(x - median) / max(IQR / 1.349, 1.2533 * mean |x - median|)`` per column,
+    constant columns dropped. The mean absolute deviation keeps the scale of a mostly-constant column
+    (where the IQR is 0 or, after jittered copies are added, tiny) at its real spread. The statistics
+    come from ``fit_rows`` (default: all rows)."""
+    fit = values if fit_rows is None else values[fit_rows]
+    med = np.median(fit, axis=0)
+    q1, q3 = np.percentile(fit, [25, 75], axis=0)
+    dev = np.abs(fit - med).mean(axis=0) * 1.2533
+    scale = np.maximum((q3 - q1) / 1.349, dev)
+    flat = np.flatnonzero(scale == 0)
+    if fit_rows is not None and flat.size:  # constant in the fitted rows, maybe not in all of them
+        scale[flat] = np.abs(values[:, flat] - med[flat]).mean(axis=0) * 1.2533
+    keep = scale > 0
+    return (values[:, keep] - med[keep]) / scale[keep]
+
+
+def typical_distance(Z: np.ndarray, queries: np.ndarray, k: int = NEAR_K) -> float:
+    """Median distance from the ``queries`` rows of ``Z`` to their ``k``-th nearest other row."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(Z) - 1)
+    dist, _ = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(Z).kneighbors(Z[queries])
+    return float(np.median(dist[:, k]))  # column 0 is the row itself (rows are distinct)
+
+
+def _grid_keys(P: np.ndarray, shift: np.ndarray, width: float) -> np.ndarray:
+    cells = np.floor((P + shift) / width).astype(np.int64)
+    return row_hashes(np.ascontiguousarray(cells).view(np.uint64))
+
+
+def _same_key_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs of positions sharing a key (each pair once)."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    lengths = np.diff(np.r_[starts, len(sk)])
+    multi = lengths > 1
+    starts, lengths = starts[multi], lengths[multi]
+    if starts.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    # every sorted position inside a shared run pairs with each later position of its run
+    pos = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    run_end = np.repeat(starts + lengths, lengths)
+    later = run_end - pos - 1
+    first = np.repeat(pos, later)
+    second = first + 1 + (np.arange(later.sum()) - np.repeat(np.cumsum(later) - later, later))
+    return order[first], order[second]
+
+
+def near_pairs(Z: np.ndarray, radius: float, rng: np.random.Generator, budget: Budget | None = None,
+               ) -> tuple[np.ndarray, bool]:
+    """Pairs ``(i, j)``, ``i < j``, of rows of ``Z`` closer than ``radius`` (Euclidean), and whether
+    the search stopped early at :data:`NEAR_MAX_CANDIDATES`.
+
+    Candidates share a cell of one of :data:`NEAR_GRIDS` randomly shifted grids on the first
+    :data:`NEAR_DIMS` principal directions (cells :data:`NEAR_CELL` x ``radius`` wide, so a pair at a
+    quarter of the radius is missed by one grid with probability at most 25 %, by all four under 0.4 %);
+    every candidate is then confirmed with its exact distance.
+    """
+    n, d = Z.shape
+    if n < 2 or not radius > 0:
+        return np.empty((0, 2), dtype=np.int64), False
+    centred = Z - Z.mean(axis=0)
+    if d > NEAR_DIMS:
+        fit = centred[:: max(1, n // NEAR_FIT_ROWS)]  # directions from a few thousand rows are plenty
+        _, vectors = np.linalg.eigh(fit.T @ fit)
+        P = centred @ vectors[:, ::-1][:, :NEAR_DIMS]
+    else:
+        P = centred
+    width = NEAR_CELL * radius
+    found, seen, stopped = [], 0, False
+    for _ in range(NEAR_GRIDS):
+        keys = _grid_keys(P, rng.uniform(0.0, width, size=P.shape[1]), width)
+        a, b = _same_key_pairs(keys)
+        seen += len(a)
+        if seen > NEAR_MAX_CANDIDATES:
+            stopped = True
+            keep = len(a) - (seen - NEAR_MAX_CANDIDATES)
+            a, b = a[:keep], b[:keep]
+        for start in range(0, len(a), 65_536):
+            aa, bb = a[start:start + 65_536], b[start:start + 65_536]
+            diff = Z[aa] - Z[bb]
+            close = np.einsum("ij,ij->i", diff, diff) < radius * radius
+            if close.any():
+                found.append(np.stack([np.minimum(aa[close], bb[close]), np.maximum(aa[close], bb[close])], 1))
+        if budget is not None:
+            budget.checkpoint()
+        if stopped:
+            break
+    if not found:
+        return np.empty((0, 2), dtype=np.int64), stopped
+    return np.unique(np.concatenate(found), axis=0), stopped
+
+
 # -- the check --------------------------------------------------------------------------------------
 @register_check(CHECK, applies_to="dataset", title="Duplicates and leakage", cost="fast")
 def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
@@ -141,6 +271,14 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
                    conflicting_groups=None if labels is None else n_conflict_groups)
     if len(conflict_rows):
         drafts.append(_conflict_draft(table, conflict_rows, n_conflict_groups))
+    near = _near_duplicates(table, train_values, hashes, groups, train_ok, labels, budget, notes)
+    metrics.update(near_duplicates=near.count, conflicting_label_near_duplicates=near.conflict_count,
+                   near_duplicate_pairs=near.n_pairs, near_duplicate_ratio=NEAR_RATIO,
+                   near_duplicate_radius=near.radius, near_duplicate_rows_searched=near.searched)
+    if len(near.conflict_rows):
+        drafts.append(_near_conflict_draft(table, near))
+    if len(near.rows):
+        drafts.append(_near_draft(table, near))
     metrics["train_test_overlap"] = None
     if test is not None and test_values is not None:
         overlap = _overlap(test, test_values, bits[train_ok], hashes[train_ok], notes)
@@ -159,7 +297,7 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
                                 metrics=metrics, recommendation="Pass X_test with the same columns as X."))
     if not drafts:
         findings.insert(0, Finding(CHECK, Severity.INFO, "No duplicates found",
-                                   _clean_summary(table, test, notes), metrics=metrics))
+                                   _clean_summary(table, test, notes, near.count is not None), metrics=metrics))
     return findings
 
 
@@ -214,6 +352,113 @@ def _read_labels(y: Any, table: Table, budget: Budget) -> tuple[Labels | None, s
 
 
 # -- measurements -----------------------------------------------------------------------------------
+@dataclass
+class _Near:
+    """What the near-duplicate search found (local row indices; counts ``None`` when not searched)."""
+
+    count: int | None = None
+    conflict_count: int | None = None
+    rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    conflict_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    n_pairs: int | None = None
+    n_groups: int = 0
+    n_conflict_pairs: int = 0
+    radius: float | None = None
+    searched: int = 0
+    distinct: int = 0
+
+
+def _owners(groups: np.ndarray) -> np.ndarray:
+    """For every row, the first row with the same exact content (itself for unique rows)."""
+    n = len(groups)
+    owner = np.arange(n, dtype=np.int64)
+    members = np.flatnonzero(groups >= 0)
+    if members.size:
+        g = groups[members]
+        first = np.full(int(g.max()) + 1, n, dtype=np.int64)
+        np.minimum.at(first, g, members)
+        owner[members] = first[g]
+    return owner
+
+
+def _content_rank(hashes: np.ndarray, seed: int) -> np.ndarray:
+    """Positions ordering rows by a seeded hash of their content (independent of row order)."""
+    mixed = _mix(hashes ^ np.uint64((int(seed) * _GOLDEN + 1) & _MASK))
+    return np.argsort(mixed, kind="stable")
+
+
+def _near_duplicates(table: Table, values: np.ndarray, hashes: np.ndarray, groups: np.ndarray,
+                     ok: np.ndarray, labels: Labels | None, budget: Budget, notes: list[str]) -> _Near:
+    """Distinct rows closer than :data:`NEAR_RATIO` x the typical 5th-neighbour distance, and the
+    near pairs whose labels disagree. Exact copies of a row are searched once (as their first row)
+    and never count as near pairs of each other."""
+    usable = np.flatnonzero(table.readable)
+    out = _Near()
+    if usable.size == 0:
+        return out
+    finite = ok & np.isfinite(values[:, usable]).all(axis=1)
+    left_out = int(ok.sum() - finite.sum())
+    if left_out:
+        notes.append(f"{plural(left_out, 'row')} with missing or infinite values left out of the "
+                     f"near-duplicate search")
+    owner = _owners(groups)
+    reps = np.flatnonzero(finite & (owner == np.arange(table.n_rows)))
+    out.distinct = len(reps)
+    if len(reps) < NEAR_MIN_ROWS:
+        notes.append(f"near-duplicates not searched: fewer than {NEAR_MIN_ROWS} distinct complete rows")
+        return out
+    rank = _content_rank(hashes[reps], budget.seed)
+    if len(reps) > NEAR_MAX_ROWS:
+        notes.append(f"near-duplicates searched among a sample of {NEAR_MAX_ROWS:,} of "
+                     f"{len(reps):,} distinct rows")
+        keep = np.sort(rank[:NEAR_MAX_ROWS])
+        reps, rank = reps[keep], _content_rank(hashes[reps[keep]], budget.seed)
+    Z = robust_scale(values[np.ix_(reps, usable)], np.sort(rank[:NEAR_FIT_ROWS]))
+    budget.checkpoint()
+    if Z.shape[1] == 0:
+        return out
+    scale = typical_distance(Z, np.sort(rank[:NEAR_SCALE_QUERIES]))
+    out.radius = NEAR_RATIO * scale
+    out.searched = len(reps)
+    budget.checkpoint()
+    pairs, stopped = near_pairs(Z, out.radius, budget.rng(), budget)
+    if stopped:
+        notes.append(f"near-duplicate search stopped after {NEAR_MAX_CANDIDATES:,} candidate pairs "
+                     f"(very dense data); counts are lower bounds")
+    a, b = reps[pairs[:, 0]], reps[pairs[:, 1]]
+    out.n_pairs = len(pairs)
+    involved = np.unique(np.concatenate([a, b]))
+    out.count, out.n_groups = _near_count(a, b, involved)
+    out.rows = np.flatnonzero(finite & np.isin(owner, involved))
+    if labels is None:
+        return out
+    codes = labels.codes
+    valid = finite & (codes >= 0)
+    low = np.full(table.n_rows, np.iinfo(np.int64).max, dtype=np.int64)
+    high = np.full(table.n_rows, -1, dtype=np.int64)
+    np.minimum.at(low, owner[valid], codes[valid])
+    np.maximum.at(high, owner[valid], codes[valid])
+    labelled = (high[a] >= 0) & (high[b] >= 0)
+    bad = labelled & (np.minimum(low[a], low[b]) != np.maximum(high[a], high[b]))
+    out.n_conflict_pairs = int(bad.sum())
+    out.conflict_rows = np.flatnonzero(finite & np.isin(owner, np.concatenate([a[bad], b[bad]])))
+    out.conflict_count = len(out.conflict_rows)
+    return out
+
+
+def _near_count(a: np.ndarray, b: np.ndarray, involved: np.ndarray) -> tuple[int, int]:
+    """Rows that nearly repeat another row (involved distinct rows minus groups), and the groups."""
+    if involved.size == 0:
+        return 0, 0
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ia, ib = np.searchsorted(involved, a), np.searchsorted(involved, b)
+    graph = coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(len(involved), len(involved)))
+    n_groups, _ = connected_components(graph, directed=False)
+    return len(involved) - int(n_groups), int(n_groups)
+
+
 def _overlap(test: Table, test_values: np.ndarray, train_bits: np.ndarray, train_hashes: np.ndarray,
              notes: list[str]) -> np.ndarray:
     """Local indices of test rows identical to a (comparable) training row."""
@@ -282,6 +527,42 @@ def _conflict_draft(table: Table, rows: np.ndarray, n_groups: int) -> tuple:
     return sev, "Duplicates with conflicting labels", summary, advice, table.positions(rows), POISONING_REFS
 
 
+def _near_conflict_draft(table: Table, near: _Near) -> tuple:
+    rows = near.conflict_rows
+    summary = (f"{plural(len(rows), 'row')} ({_share(len(rows), table.n_rows)}) in "
+               f"{plural(near.n_conflict_pairs, 'pair')} of almost identical (not identical) feature rows "
+               f"carry different labels — copies jittered to slip past exact-duplicate checks are a "
+               f"typical label-flip poisoning pattern.")
+    advice = ("Inspect these rows (indices are every row of each conflicting near-duplicate pair, with their "
+              "exact copies): trace where each copy and label came from, and remove copies you cannot "
+              "vouch for before training.")
+    summary += _near_sample_suffix(near)
+    sev = Severity.HIGH if len(rows) >= HIGH_SHARE * table.n_rows else Severity.MEDIUM
+    return sev, "Near-duplicates with conflicting labels", summary, advice, table.positions(rows), POISONING_REFS
+
+
+def _near_sample_suffix(near: _Near) -> str:
+    if near.searched >= near.distinct:
+        return ""
+    return (f" Searched among a sample of {near.searched:,} of {near.distinct:,} distinct rows (at most "
+            f"{NEAR_MAX_ROWS:,}, to stay fast); pairs with a row outside the sample are missed, so the true "
+            f"counts are likely higher.")
+
+
+def _near_draft(table: Table, near: _Near) -> tuple:
+    count = int(near.count or 0)
+    summary = (f"{plural(count, 'row')} ({_share(count, table.n_rows)}) nearly {'repeats' if count == 1 else 'repeat'} "
+               f"another row ({plural(near.n_groups, 'group')}, {plural(int(near.n_pairs or 0), 'pair')}): closer "
+               f"than {NEAR_RATIO:g}× the typical distance to a 5th nearest neighbour in robustly scaled "
+               f"features, without being exact copies; indices are every row involved.")
+    advice = ("Check whether these are repeated measurements, augmented copies or re-ingested records; "
+              "deduplicate or keep each group on one side of a split (GroupKFold / GroupShuffleSplit).")
+    summary += _near_sample_suffix(near)
+    share = count / table.n_rows if table.n_rows else 0.0
+    sev = Severity.LOW if share >= NEAR_LOW_SHARE else Severity.INFO
+    return sev, "Near-duplicate rows", summary, advice, table.positions(near.rows), ()
+
+
 def _overlap_draft(table: Table, test: Table, overlap: np.ndarray) -> tuple:
     summary = (f"{len(overlap):,} of {plural(test.n_rows, 'test row')} ({_share(len(overlap), test.n_rows)}) "
                f"{'is' if len(overlap) == 1 else 'are'} identical to a training row; indices are positions "
@@ -293,9 +574,9 @@ def _overlap_draft(table: Table, test: Table, overlap: np.ndarray) -> tuple:
     return sev, "Train/test overlap", summary, advice, test.positions(overlap), ()
 
 
-def _clean_summary(table: Table, test: Table | None, notes: list[str]) -> str:
+def _clean_summary(table: Table, test: Table | None, notes: list[str], near_searched: bool = False) -> str:
     text = (f"{plural(table.n_rows_total, 'row')} × {plural(table.n_features, 'column')} checked: "
-            f"no exact duplicate rows")
+            f"no exact duplicate rows" + (" and no near-duplicates" if near_searched else ""))
     if test is not None:
         text += f"; no test row (of {test.n_rows_total:,}) identical to a training row"
     text += _sample_suffix(table, test) + "."
@@ -305,7 +586,8 @@ def _clean_summary(table: Table, test: Table | None, notes: list[str]) -> str:
 
 
 def _skipped(title: str, message: str, severity: str) -> Finding:
-    metrics = {"exact_duplicates": None, "conflicting_label_duplicates": None, "train_test_overlap": None}
+    metrics = {"exact_duplicates": None, "conflicting_label_duplicates": None, "train_test_overlap": None,
+               "near_duplicates": None, "conflicting_label_near_duplicates": None}
     return Finding(CHECK, Severity.parse(severity), title, message, metrics=metrics,
                    recommendation="Pass the features as a 2-D numpy array, pandas DataFrame, scipy sparse "
                                   "matrix or torch tensor to run this check.")
