@@ -72,7 +72,7 @@ def test_tiny_hand_made_case_flags_exactly_the_two_swapped_rows():
 
 @pytest.mark.parametrize("loader", [load_wine, load_iris], ids=["wine", "iris"])
 def test_clean_data_gives_no_flags(loader):
-    # measured false-flag rate: 0 % on wine (178 rows) and iris (150 rows); 0.2 % on breast_cancer and digits
+    # measured false-flag rate: 0 % on wine (178 rows) and iris (150 rows); 0.18 % on breast_cancer, 0.33 % on digits
     X, y = loader(return_X_y=True)
     f = run(X, y)
     assert f.severity == Severity.INFO and f.title == "No label flips found"
@@ -142,3 +142,32 @@ def test_big_data_is_sampled_and_says_so():
     f = run_check(CHECK, X=X, y=y, budget=Budget(max_rows=300))[0]
     assert f.metrics.get("sampled_rows") == 300 and "sampled 300 of 569 rows" in f.metrics["notes"]
     assert all(0 <= i < len(y) for i in f.indices)
+
+
+def test_closed_form_models_match_scikit_learn():
+    from sklearn import discriminant_analysis as da
+    from sklearn.model_selection import cross_val_predict
+
+    from mlsec_jupyter.checks.data import label_flips as lf
+
+    X, y = load_breast_cancer(return_X_y=True)
+    noisy, _ = flip(y)
+    Z = lf.scaled_features(X)
+    folds = lf.content_folds(np.arange(len(y)), noisy, 5)
+    lda = cross_val_predict(da.LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), Z, noisy, cv=folds,
+                            method="predict_proba")
+    assert np.allclose(lf._lda_oof(Z, noisy, folds, 2), lda, atol=1e-8)
+    qda = cross_val_predict(da.QuadraticDiscriminantAnalysis(reg_param=lf.QDA_REG), Z, noisy, cv=folds,
+                            method="predict_proba")
+    assert np.abs(lf._qda_oof(Z, noisy, folds, 2) - qda).max() < 0.02
+
+
+def test_reference_sample_neighbour_vote_is_permutation_invariant(noisy_digits, monkeypatch):
+    from mlsec_jupyter.checks.data import label_flips as lf
+
+    monkeypatch.setattr(lf, "KNN_REFERENCE", 600)  # the path big data takes, on digits
+    X, y = noisy_digits
+    perm = np.random.default_rng(7).permutation(len(y))
+    base = run(X, y)
+    assert base.metrics["n_flagged"] >= 100  # still finds the ~180 planted flips
+    assert {int(perm[i]) for i in run(X[perm], y[perm]).indices} == set(base.indices)
