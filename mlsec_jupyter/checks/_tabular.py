@@ -1091,6 +1091,15 @@ def _object_labels(a: np.ndarray) -> Labels:
     return _text_labels(keys, shown)
 
 
+def labels_for(y: Any, table: Table, budget: Budget) -> Labels:
+    """:func:`prepare_labels` for the rows of ``table``, after checking that ``y`` has one label per
+    row of X; raises :class:`UnsupportedData` with a sentence saying what does not match."""
+    n_y = n_samples(y)
+    if n_y is not None and n_y != table.n_rows_total:
+        raise UnsupportedData(f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows")
+    return prepare_labels(y, table.rows, budget)
+
+
 def prepare_labels(y: Any, rows: np.ndarray | None, budget: Budget) -> Labels:
     """Encode the labels at ``rows`` (the table's sampled rows; ``None``: all) on a copy (B11–B13).
 

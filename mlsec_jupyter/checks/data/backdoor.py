@@ -47,10 +47,9 @@ from .._tabular import (
     Labels,
     Table,
     UnsupportedData,
-    n_samples,
     plural,
     prepare_features,
-    prepare_labels,
+    labels_for,
 )
 from ..budget import Budget
 from ..registry import register_check
@@ -481,15 +480,11 @@ def backdoor(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget
         table = prepare_features(X, budget, feature_names, allow_nd=True)
     except UnsupportedData as exc:
         return [_skipped("Backdoor search not run", exc.message, "info")]
-    n_y = n_samples(y)
-    if n_y is not None and n_y != table.n_rows_total:
-        return [_skipped("Backdoor search not run",
-                         f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows; the search needs one "
-                         f"label per row.", "low")]
     try:
-        labels = prepare_labels(y, table.rows, budget)
+        labels = labels_for(y, table, budget)
     except UnsupportedData as exc:
-        return [_skipped("Backdoor search not run", f"labels not usable: {exc.message}")]
+        return [_skipped("Backdoor search not run", f"labels not usable: {exc.message}; the search needs "
+                         "one class label per row.", "low")]
     if labels.target_type in ("continuous", "unknown") or labels.n_classes < 2:
         why = "continuous (a regression target)" if labels.target_type == "continuous" else "a single class"
         return [_skipped("Backdoor search not run",

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
-from .._tabular import (Labels, Table, UnsupportedData, align_codes, n_samples, plural, prepare_features,
-                        prepare_labels)
+from .._tabular import (Labels, Table, UnsupportedData, align_codes, plural, prepare_features,
+                        labels_for)
 from ..budget import Budget
 from ..registry import register_check
 
@@ -339,11 +339,8 @@ def _read_labels(y: Any, table: Table, budget: Budget) -> tuple[Labels | None, s
     """Labels usable for the conflict check, or None and why not."""
     if y is None:
         return None, ""
-    n_y = n_samples(y)
-    if n_y is not None and n_y != table.n_rows_total:
-        return None, f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows: conflicting labels not checked"
     try:
-        labels = prepare_labels(y, table.rows, budget)
+        labels = labels_for(y, table, budget)
     except UnsupportedData as exc:
         return None, f"labels not checked: {exc.message}"
     if labels.target_type == "continuous":

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
-from .._tabular import Labels, Table, UnsupportedData, n_samples, plural, prepare_features, prepare_labels
+from .._tabular import Labels, Table, UnsupportedData, plural, prepare_features, labels_for
 from ..budget import Budget
 from ..registry import register_check
 from .duplicates import canonical_bits, row_hashes
@@ -365,13 +365,10 @@ def label_flips(*, X: Any, y: Any = None, feature_names: Any = None, budget: Bud
 
 
 def _read_labels(y: Any, table: Table, budget: Budget) -> tuple[Labels | None, str]:
-    n_y = n_samples(y)
-    if n_y is not None and n_y != table.n_rows_total:
-        return None, f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows; label flips not checked."
     try:
-        labels = prepare_labels(y, table.rows, budget)
+        labels = labels_for(y, table, budget)
     except UnsupportedData as exc:
-        return None, exc.message
+        return None, f"{exc.message}; label flips not checked."
     if labels.target_type == "continuous":
         return None, ("y looks continuous (a regression target); label flips are only checked for "
                       "classification labels.")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
-from .._tabular import Labels, Table, UnsupportedData, column_list, n_samples, plural, prepare_features, prepare_labels
+from .._tabular import Labels, Table, UnsupportedData, column_list, plural, prepare_features, labels_for
 from ..budget import Budget
 from ..registry import register_check
 
@@ -177,15 +177,10 @@ def _read_labels(y: Any, table: Table, budget: Budget, notes: list[str]) -> Labe
     if y is None:
         notes.append("no labels given: rows scored against the whole data set")
         return None
-    n_y = n_samples(y)
-    if n_y is not None and n_y != table.n_rows_total:
-        notes.append(f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows: labels ignored, "
-                     f"rows scored against the whole data set")
-        return None
     try:
-        labels = prepare_labels(y, table.rows, budget)
+        labels = labels_for(y, table, budget)
     except UnsupportedData as exc:
-        notes.append(f"labels not used ({exc.message})")
+        notes.append(f"labels not used ({exc.message}): rows scored against the whole data set")
         return None
     if labels.target_type not in ("binary", "multiclass"):
         notes.append(f"y is {labels.target_type}, not class labels: rows scored against the whole data set")
