@@ -242,3 +242,20 @@ def test_fast_checks_of_a_new_card_pass_queued_slow_ones_and_slow_ones_sample_le
     assert runner.wait(10)
     assert order == [("fast", 200_000), ("slow", 20_000)]
     runner.shutdown()
+
+
+def test_no_check_swaps_the_global_warning_filters():
+    """warnings.catch_warnings swaps the process-wide filter list: from a worker thread it races with the
+    user's own cells, so checks must not use it (the runner silences warnings per thread instead)."""
+    import ast
+    from pathlib import Path
+
+    import mlsec_jupyter
+
+    root = Path(mlsec_jupyter.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in {"catch_warnings", "simplefilter", "filterwarnings"}:
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, offenders

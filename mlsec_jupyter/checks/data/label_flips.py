@@ -39,7 +39,6 @@ References
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 import numpy as np
@@ -93,11 +92,12 @@ class FlipScores:
 def scaled_features(values: np.ndarray) -> np.ndarray:
     """Median-imputed, standardised float64 copy of ``values``, constant columns dropped."""
     Z = np.array(values, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(np.where(np.isfinite(Z), Z, np.nan), axis=0) if Z.size else np.zeros(Z.shape[1])
-    med = np.where(np.isfinite(med), med, 0.0)
-    bad = ~np.isfinite(Z)
+    finite = np.isfinite(Z)
+    med = np.zeros(Z.shape[1])
+    has = finite.any(axis=0)  # all-missing columns keep 0 (and nanmedian never warns: no catch_warnings,
+    if has.any():             # which is not thread-safe)
+        med[has] = np.nanmedian(np.where(finite[:, has], Z[:, has], np.nan), axis=0)
+    bad = ~finite
     if bad.any():
         Z[bad] = np.take(med, np.nonzero(bad)[1])
     mean = Z.mean(axis=0)
