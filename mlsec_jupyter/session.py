@@ -110,28 +110,31 @@ def _data_key(ds: Dataset) -> tuple[int, ...]:
 
 
 def plan(artifacts: list[Artifact]) -> list[Task]:
-    """Every applicable check for every artifact; a model's training data gets the data checks."""
+    """Every applicable check for every artifact; a model's training data gets the data checks, with
+    the model as an input for checks that take one (``data.backdoor`` tests a trigger on it)."""
     tasks: list[Task] = []
-    seen: set[tuple[int, ...]] = set()
+    datasets: dict[tuple[int, ...], tuple[Dataset, Any]] = {}
 
-    def add_dataset(ds: Dataset) -> None:
+    def add_dataset(ds: Dataset, model: Any = None) -> None:
         key = _data_key(ds)
-        if key in seen:
-            return
-        seen.add(key)
-        inputs = inputs_for(ds)
-        tasks.extend(Task(spec, inputs, ds.label) for spec in checks_for(ds))
+        first, known_model = datasets.get(key, (ds, None))
+        datasets[key] = (first, known_model if model is None else model)
 
     for artifact in artifacts:
         if isinstance(artifact, Model):
             inputs = inputs_for(artifact)
             tasks.extend(Task(spec, inputs, artifact.label) for spec in checks_for(artifact))
             if artifact.train is not None:
-                add_dataset(artifact.train)
+                add_dataset(artifact.train, artifact.obj)
         elif isinstance(artifact, Dataset):
             add_dataset(artifact)
         else:
             tasks.extend(Task(spec, inputs_for(artifact), artifact.label) for spec in checks_for(artifact))
+    for ds, model in datasets.values():
+        inputs = inputs_for(ds)
+        if model is not None:
+            inputs["model"] = model
+        tasks.extend(Task(spec, inputs, ds.label) for spec in checks_for(ds))
     return tasks
 
 

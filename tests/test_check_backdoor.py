@@ -166,9 +166,10 @@ def test_spectral_scores_exact_rule_on_a_tiny_case():
     np.testing.assert_allclose(spectral_scores(reps, labels), [1, 1, 0, 0, 0, 4, 4], atol=1e-12)
 
 
-def test_spectral_scores_match_the_covariance_route_on_random_data():
+@pytest.mark.parametrize("dims", [5, 40], ids=["tall", "wide"])
+def test_spectral_scores_match_the_covariance_route_on_random_data(dims):
     rng = np.random.default_rng(0)
-    reps, labels = rng.normal(size=(60, 5)), np.repeat([0, 1, 2], 20)
+    reps, labels = rng.normal(size=(60, dims)), np.repeat([0, 1, 2], 20)
     scores = spectral_scores(reps, labels)
     for c in range(3):
         R = reps[labels == c] - reps[labels == c].mean(axis=0)

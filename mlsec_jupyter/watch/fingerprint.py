@@ -33,6 +33,26 @@ def _array_bytes(arr: np.ndarray, rows: int) -> bytes:
     return np.ascontiguousarray(part).tobytes()
 
 
+def _is_torch_module(tp: type) -> bool:
+    try:
+        return any(c.__module__ == "torch.nn.modules.module" and c.__name__ == "Module" for c in tp.__mro__)
+    except Exception:
+        return False
+
+
+def _hash_parameters(h: Any, module: Any, limit: int = 256, values: int = 16) -> None:
+    """Shapes and a few values of a torch module's first ``limit`` parameters: training in place
+    changes them, so a retrained model gets a new key."""
+    for i, p in enumerate(module.parameters()):
+        if i >= limit:
+            break
+        h.update(f"{tuple(p.shape)}{p.dtype}".encode())
+        if p.device.type != "meta" and p.numel():
+            flat = p.detach().reshape(-1)
+            pos = _sample_positions(int(flat.shape[0]), values)
+            h.update(flat[pos].cpu().numpy().tobytes())
+
+
 def fingerprint(obj: Any, rows: int = 64) -> str:
     """A short hex digest of an array-like's identity, shape, dtype and a sample of its rows."""
     h = hashlib.blake2b(digest_size=12)
@@ -49,6 +69,8 @@ def fingerprint(obj: Any, rows: int = 64) -> str:
             h.update(str(obj.shape).encode())
             h.update(repr(list(map(str, getattr(obj, "columns", [])[:200]))).encode())
             h.update(_array_bytes(obj.iloc[_sample_positions(obj.shape[0], rows)].to_numpy(), rows))
+        elif _is_torch_module(tp):
+            _hash_parameters(h, obj)
         elif tp.__module__.startswith("torch"):
             h.update(f"{tuple(obj.shape)}{obj.dtype}{obj.device}".encode())
             if obj.device.type != "meta":

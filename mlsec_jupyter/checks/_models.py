@@ -1,0 +1,151 @@
+"""Asking a user's fitted model questions without touching it.
+
+Checks that need a model's outputs (does a stamped trigger flip its predictions? what does its
+penultimate layer look like?) go through :class:`ModelProbe`:
+
+* a torch ``nn.Module`` is deep-copied once, the copy is put in eval mode with gradients off, and
+  forward hooks are only ever registered on the copy — the user's module keeps its ``training``
+  flag, its hooks and its parameters, even while a later cell trains it;
+* a scikit-learn style estimator is only asked ``predict`` (which does not change a fitted
+  estimator), on numeric rows rebuilt from the check's own copy of the data;
+* inference runs under ``torch.no_grad()`` in batches, and never changes torch's global settings
+  (threads, seeds, default dtype).
+
+Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import class_has, mro_names
+from .budget import Budget
+
+#: Rows per forward pass.
+BATCH_ROWS = 1024
+_TORCH_MODULE = "torch.nn.modules.module.Module"
+
+
+def is_torch_module(obj: Any) -> bool:
+    """Whether ``obj`` is a torch ``nn.Module`` (decided from its type alone)."""
+    return _TORCH_MODULE in mro_names(type(obj))
+
+
+def can_predict(obj: Any) -> bool:
+    """Whether ``obj`` is a torch module or has a ``predict`` method (on its class)."""
+    return is_torch_module(obj) or class_has(type(obj), "predict")
+
+
+class ModelProbe:
+    """Predictions (and, for torch, penultimate representations) of a fitted model on flat rows.
+
+    ``row_shape`` is the shape of one input row the model expects (e.g. ``(1, 8, 8)``); rows are
+    given flat, as the checks hold them, and reshaped here. ``columns`` are the column names a
+    pandas-trained estimator expects (``None`` for arrays).
+    """
+
+    def __init__(self, model: Any, row_shape: tuple[int, ...], columns: list[str] | None = None) -> None:
+        self.is_torch = is_torch_module(model)
+        self.row_shape = tuple(row_shape)
+        self.columns = columns
+        self._model = self._private_copy(model) if self.is_torch else model
+        self._last_linear = self._find_last_linear() if self.is_torch else None
+
+    @staticmethod
+    def _private_copy(model: Any) -> Any:
+        twin = copy.deepcopy(model)
+        twin.eval()
+        for p in twin.parameters():
+            p.requires_grad_(False)
+        return twin
+
+    def _find_last_linear(self) -> Any:
+        import torch
+
+        last = None
+        for module in self._model.modules():
+            if isinstance(module, torch.nn.Linear):
+                last = module
+        return last
+
+    @property
+    def has_representation(self) -> bool:
+        """Whether :meth:`outputs` can return the input of the model's last linear layer."""
+        return self._last_linear is not None
+
+    def predict(self, rows: np.ndarray, budget: Budget | None = None) -> np.ndarray:
+        """Predicted classes: labels from ``predict`` for estimators, argmax indices for torch."""
+        if self.is_torch:
+            return self.outputs(rows, budget)[1].argmax(axis=1)
+        return np.asarray(self._model.predict(self._estimator_input(rows))).reshape(-1)
+
+    def outputs(self, rows: np.ndarray, budget: Budget | None = None,
+                representation: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+        """(penultimate representation or ``None``, logits) of a torch model, in batches."""
+        import torch
+
+        dtype = next((p.dtype for p in self._model.parameters() if p.is_floating_point()), torch.float32)
+        reps: list[np.ndarray] = []
+        seen: list[Any] = []
+        handle = None
+        if representation and self._last_linear is not None:
+            handle = self._last_linear.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+        logits: list[np.ndarray] = []
+        try:
+            with torch.no_grad():
+                for start in range(0, len(rows), BATCH_ROWS):
+                    if budget is not None:
+                        budget.checkpoint()
+                    chunk = rows[start:start + BATCH_ROWS].reshape((-1, *self.row_shape))
+                    out = self._model(torch.as_tensor(np.ascontiguousarray(chunk), dtype=dtype))
+                    logits.append(out.detach().double().reshape(len(chunk), -1).numpy())
+                    if seen:
+                        reps.append(seen.pop().detach().double().reshape(len(chunk), -1).numpy())
+        finally:
+            if handle is not None:
+                handle.remove()
+        rep = np.concatenate(reps) if reps else None
+        return rep, np.concatenate(logits) if logits else np.empty((0, 0))
+
+    def _estimator_input(self, rows: np.ndarray) -> Any:
+        if self.columns is None:
+            return rows.reshape((-1, *self.row_shape)) if len(self.row_shape) > 1 else rows
+        import pandas as pd
+
+        return pd.DataFrame(rows, columns=self.columns)
+
+
+def probe_for(model: Any, X: Any, numeric: bool) -> tuple[ModelProbe | None, str]:
+    """A :class:`ModelProbe` for ``model`` on inputs shaped like ``X``, or ``None`` and the reason.
+
+    ``numeric`` says whether every column of the check's copy of ``X`` is a plain number (encoded
+    text or categories cannot be fed back to a model).
+    """
+    if not can_predict(model):
+        return None, f"{type(model).__name__} has no predict method and is not a torch module"
+    if not numeric:
+        return None, "the data has non-numeric columns, which cannot be fed back to the model as numbers"
+    shape = getattr(type(X), "__module__", "")
+    columns = None
+    if shape.startswith("pandas"):
+        columns = [str(c) for c in getattr(X, "columns", [])] or None
+        if columns is not None and [str(c) for c in X.columns] != list(X.columns):
+            return None, "the DataFrame's column names are not all strings"
+    row_shape = _row_shape(X)
+    if row_shape is None:
+        return None, f"the row shape of {type(X).__name__} is unknown"
+    try:
+        return ModelProbe(model, row_shape, columns), ""
+    except Exception as exc:  # a model that cannot be copied (open handles, locks...)
+        return None, f"the model could not be copied for probing ({type(exc).__name__})"
+
+
+def _row_shape(X: Any) -> tuple[int, ...] | None:
+    try:
+        shape = tuple(int(s) for s in X.shape)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return shape[1:] if len(shape) >= 2 else None
