@@ -34,6 +34,7 @@ bench: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) bench/overhead.py
 	$(PY) bench/poisoning.py
+	$(PY) bench/privacy_accounting.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

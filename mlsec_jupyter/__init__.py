@@ -9,6 +9,7 @@ In plain Python::
     import mlsec_jupyter as mj
     card = mj.scan_data(X, y)
     findings = mj.run_check("data.duplicates", X=X, y=y)
+    eps = mj.privacy.epsilon(noise_multiplier=1.1, sample_rate=256 / 60000, steps=14063, delta=1e-5)
 
 Importing this package is cheap: numpy is the only heavy import, and only when a name is used.
 """
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Finding", "RiskCard", "Severity", "scan_data", "scan_model", "run_check",
-    "load_ipython_extension", "unload_ipython_extension", "__version__",
+    "load_ipython_extension", "unload_ipython_extension", "privacy", "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,12 +35,18 @@ _LAZY = {
 }
 
 
+#: Subpackages reached as attributes (``mj.privacy.epsilon(...)``), imported on first use.
+_SUBPACKAGES = {"privacy"}
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mlsec_jupyter' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
