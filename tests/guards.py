@@ -217,14 +217,35 @@ def _b7_matrix() -> tuple[Any, Any]:
         return np.matrix([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]), None
 
 
+def _b17_memmap() -> tuple[Any, Any]:
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="mlsec-b17-")) / "x.dat"
+    _base().tofile(path)
+    return np.memmap(path, dtype=np.float64, mode="r", shape=(40, 4)), np.arange(40) % 2
+
+
+def _b18_structured() -> tuple[Any, Any]:
+    rows = [(float(i) * 0.5, i % 3) for i in range(40)]
+    return np.array(rows, dtype=[("a", "f8"), ("b", "i4")]), np.arange(40) % 2
+
+
+def _b18_bfloat16() -> tuple[Any, Any]:
+    import torch
+
+    return torch.tensor(_base(), dtype=torch.bfloat16), torch.arange(40) % 2
+
+
 def _b9_tiny() -> tuple[Any, Any]:
     return _base(12), np.array([0] * 6 + [1] * 5 + [2])
 
 
 def bad_inputs() -> list[BadInput]:
-    """B1–B14 with what each data check must say about them."""
+    """B1–B14, B17, B18 and B25 with what each data check must say about them."""
     i, d = "data.integrity", "data.duplicates"
     not_checked = "not checked"
+    complex_text = "Complex data not supported"
     return [
         BadInput("B1-nan", _b1, {i: "Missing values", d: "No duplicates found"}),
         BadInput("B2-inf-float32", _b2, {i: "beyond float32", d: "No duplicates found"}),
@@ -245,7 +266,8 @@ def bad_inputs() -> list[BadInput]:
         BadInput("B10-1d", lambda: (np.array([1.0, 2.0, 2.0, 5.0]), None),
                  {i: "1-D X treated as one feature", d: "1-D X treated as one feature"}),
         BadInput("B11-single-class", lambda: (_base(), np.ones(40, dtype=int)),
-                 {i: "only one class", d: "No duplicates found"}),
+                 {i: "only one class", d: "No duplicates found", "data.label_flips": "only one class",
+                  "data.backdoor": "single class"}),
         BadInput("B12-str-labels", lambda: (_base(6), np.array(["cat", "dog", "cat", "dog", "cat", "bird"])),
                  {i: "'bird'", d: "No duplicates found"}),
         BadInput("B12-mixed-labels", lambda: (_base(6), ["a", 1, None, "1", 1, "a"]),
@@ -253,8 +275,27 @@ def bad_inputs() -> list[BadInput]:
         BadInput("B12-nan-labels", lambda: (_base(6), np.array([0.0, np.nan, 1.0, np.nan, 1.0, 0.0])),
                  {i: "2 of 6 labels are missing", d: "No duplicates found"}),
         BadInput("B13-continuous", lambda: (_base(), np.linspace(0.0, 3.0, 40) ** 2),
-                 {i: "continuous", d: "continuous"}),
+                 {i: "continuous", d: "continuous", "data.label_flips": "continuous", "data.backdoor": "continuous",
+                  "data.outliers": "y is continuous"}),
         BadInput("B14-length", lambda: (_base(), np.arange(35) % 2),
-                 {i: "X has 40 rows but y has 35 labels", d: "y has 35 labels but X has 40 rows"}),
-        BadInput("B25-generator", lambda: ((r for r in [[1.0], [2.0]]), None), {i: not_checked, d: not_checked}),
+                 {i: "X has 40 rows but y has 35 labels", d: "y has 35 labels but X has 40 rows",
+                  "data.label_flips": "y has 35 labels but X has 40 rows",
+                  "data.backdoor": "y has 35 labels but X has 40 rows",
+                  "data.outliers": "y has 35 labels but X has 40 rows"}),
+        BadInput("B17-memmap-read-only", _b17_memmap, {i: "No integrity problems", d: "No duplicates found"}),
+        BadInput("B18-fortran-big-endian", lambda: (np.asfortranarray(_base().astype(">f8")), np.arange(40) % 2),
+                 {i: "No integrity problems", d: "No duplicates found"}),
+        BadInput("B18-negative-strides", lambda: (_base()[::-1, ::-1], np.arange(40) % 2),
+                 {i: "No integrity problems", d: "No duplicates found"}),
+        BadInput("B18-structured", _b18_structured, {i: "2 columns checked", d: "No duplicates found"}),
+        BadInput("B18-datetime", lambda: ((np.arange(40) * 86_400_000).astype("datetime64[ms]").reshape(40, 1),
+                                          np.arange(40) % 2), {i: "1 column checked", d: "No duplicates found"}),
+        BadInput("B18-float16", lambda: (_base().astype(np.float16), np.arange(40) % 2),
+                 {i: "float16", d: "No duplicates found"}),
+        BadInput("B18-bfloat16", _b18_bfloat16, {i: "bfloat16", d: "No duplicates found"}),
+        BadInput("B18-complex", lambda: (_base().astype(np.complex128), np.arange(40) % 2),
+                 {i: complex_text, d: complex_text, "data.outliers": complex_text,
+                  "data.label_flips": complex_text, "data.backdoor": complex_text}),
+        BadInput("B25-generator", lambda: ((r for r in [[1.0], [2.0]]), None),
+                 {i: not_checked, d: not_checked, "data.outliers": "stream"}),
     ]

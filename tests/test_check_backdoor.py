@@ -153,6 +153,28 @@ def test_layout_is_inferred_from_the_shape(shape, n_features, kind, hw):
     assert layout.kind == kind and layout.hw == hw
 
 
+def test_an_ambiguous_channel_axis_is_stated_and_can_be_overridden(digits):
+    """B19: (N, 3, 3, 3) could be channels first or last: searched flat, said so, and overridable."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 8, size=(300, 3, 3, 3)).astype(np.float32)
+    y = np.arange(300) % 3
+    (f,) = mj.run_check(CHECK, X=X, y=y)
+    assert "could be channels first or last" in f.metrics["layout"] and "layout='nchw'" in f.summary
+    assert mj.run_check(CHECK, X=X, y=y, layout="nchw")[0].metrics["layout"].endswith("(N, C, H, W)")
+    assert mj.run_check(CHECK, X=X, y=y, layout="NHWC")[0].metrics["layout"].endswith("(N, H, W, C)")
+    with pytest.raises(ValueError, match="Unknown layout 'chw'"):
+        mj.run_check(CHECK, X=X, y=y, layout="chw")
+    with pytest.raises(ValueError, match="needs a 3-D X"):
+        mj.run_check(CHECK, X=X, y=y, layout="nhw")
+
+
+def test_an_overridden_layout_finds_the_patch_in_the_right_place(digits):
+    X, y, idx = plant_patch(*digits)
+    images = X.reshape(-1, 8, 8, 1)  # channels last, inferable; the override must agree
+    hit = flagged(mj.run_check(CHECK, X=images, y=y, layout="nhwc"))[0]
+    assert hit.metrics["trigger_box"] == [6, 6, 2, 2]
+
+
 def test_channel_pixels_map_back_to_the_image():
     assert infer_layout((1, 3, 32, 32), 3072).pixel(2 * 1024 + 5 * 32 + 7) == (5, 7)
     assert infer_layout((1, 32, 32, 3), 3072).pixel((5 * 32 + 7) * 3 + 2) == (5, 7)

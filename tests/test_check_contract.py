@@ -69,6 +69,9 @@ def test_data_check_gives_a_clear_line_for_bad_inputs(spec, case):
     with unchanged(X, y), rng_unchanged():
         findings = spec.func(**_inputs(spec, X, y), budget=Budget())
     assert findings and all(f.title and f.summary for f in findings)
+    if spec.id in case.expect:
+        text = " ".join(f"{f.title} {f.summary} {f.metrics.get('notes', '')}" for f in findings)
+        assert case.expect[spec.id] in text, text
 
 
 @pytest.mark.parametrize("spec", DATA_CHECKS, ids=lambda s: s.id)

@@ -154,24 +154,74 @@ def _shape_of(X: Any) -> tuple[int, ...] | None:
     return None
 
 
-def infer_layout(shape: tuple[int, ...] | None, n_features: int) -> Layout:
-    """Image layout from the input's shape (see the module docstring), else tabular."""
+#: Names :func:`infer_layout` accepts for ``layout=`` (B19: an ambiguous shape can be overridden).
+LAYOUTS = ("nchw", "nhwc", "nhw", "flat-square", "tabular")
+
+
+def infer_layout(shape: tuple[int, ...] | None, n_features: int, override: str | None = None) -> Layout:
+    """Image layout from the input's shape (see the module docstring), else tabular.
+
+    ``override`` (one of :data:`LAYOUTS`) says how to read the shape instead of guessing; a 4-D shape
+    whose channel axis could be either (e.g. ``(N, 3, 3, 3)``) is searched as flat features, and the
+    layout text says so.
+    """
+    if override is not None:
+        return _forced_layout(shape, n_features, override)
     if shape is not None and len(shape) == 3 and min(shape[1:]) >= 2:
-        h, w = shape[1], shape[2]
-        return Layout("image", (h, w), (h, w), None, f"{h}×{w} images (N, H, W)")
+        return _nhw(shape)
     if shape is not None and len(shape) == 4:
         if shape[1] in (1, 3, 4) and min(shape[2:]) > 4:
-            c, h, w = shape[1:]
-            return Layout("image", (c, h, w), (h, w), 0, f"{h}×{w} images, {c} channel(s) first (N, C, H, W)")
+            return _nchw(shape)
         if shape[3] in (1, 3, 4) and min(shape[1:3]) > 4:
-            h, w, c = shape[1:]
-            return Layout("image", (h, w, c), (h, w), 2, f"{h}×{w} images, {c} channel(s) last (N, H, W, C)")
+            return _nhwc(shape)
+        if shape[1] in (1, 3, 4) or shape[3] in (1, 3, 4):
+            return Layout("tabular", (n_features,), None, None,
+                          f"tabular: the shape {tuple(shape[1:])} per row could be channels first or last; searched "
+                          f"as {n_features} flat features (pass layout='nchw' or 'nhwc' to read it as images)")
     if shape is None or len(shape) <= 2:
         side = int(round(math.sqrt(n_features)))
         if n_features >= 16 and side * side == n_features:
-            return Layout("image", (side, side), (side, side), None,
-                          f"flat rows of {n_features} read as {side}×{side} images (assumed from the row length)")
+            return _flat_square(side)
     return Layout("tabular", (n_features,), None, None, "tabular")
+
+
+def _nhw(shape: tuple[int, ...]) -> Layout:
+    h, w = shape[1], shape[2]
+    return Layout("image", (h, w), (h, w), None, f"{h}×{w} images (N, H, W)")
+
+
+def _nchw(shape: tuple[int, ...]) -> Layout:
+    c, h, w = shape[1:]
+    return Layout("image", (c, h, w), (h, w), 0, f"{h}×{w} images, {c} channel(s) first (N, C, H, W)")
+
+
+def _nhwc(shape: tuple[int, ...]) -> Layout:
+    h, w, c = shape[1:]
+    return Layout("image", (h, w, c), (h, w), 2, f"{h}×{w} images, {c} channel(s) last (N, H, W, C)")
+
+
+def _flat_square(side: int) -> Layout:
+    n = side * side
+    return Layout("image", (side, side), (side, side), None,
+                  f"flat rows of {n} read as {side}×{side} images (assumed from the row length)")
+
+
+def _forced_layout(shape: tuple[int, ...] | None, n_features: int, override: str) -> Layout:
+    """The layout the caller asked for, or a ValueError saying why it does not fit the shape."""
+    name = str(override).lower()
+    dims = {"nchw": 4, "nhwc": 4, "nhw": 3}
+    if name == "tabular":
+        return Layout("tabular", (n_features,), None, None, "tabular (as requested)")
+    if name == "flat-square":
+        side = int(round(math.sqrt(n_features)))
+        if side * side != n_features:
+            raise ValueError(f"layout='flat-square' needs a square number of features; X has {n_features}.")
+        return _flat_square(side)
+    if name not in dims:
+        raise ValueError(f"Unknown layout {override!r}; expected one of {', '.join(LAYOUTS)}.")
+    if shape is None or len(shape) != dims[name]:
+        raise ValueError(f"layout={name!r} needs a {dims[name]}-D X; X has shape {shape}.")
+    return {"nchw": _nchw, "nhwc": _nhwc, "nhw": _nhw}[name](shape)
 
 
 # -- the data-only search (pure kernels) -------------------------------------------------------------
@@ -686,9 +736,10 @@ def _skipped(title: str, message: str, severity: str = "info") -> Finding:
 
 @register_check(CHECK, applies_to="dataset", title="Backdoor triggers", requires=(), cost="fast")
 def backdoor(*, X: Any, y: Any = None, feature_names: Any = None, model: Any = None,
-             budget: Budget) -> list[Finding]:
+             layout: str | None = None, budget: Budget) -> list[Finding]:
     """Search the labelled training data for a BadNets-style trigger and, with the ``model`` fitted on
-    it, test the trigger on the model and read its representation (see the module docstring)."""
+    it, test the trigger on the model and read its representation (see the module docstring).
+    ``layout`` (one of :data:`LAYOUTS`) overrides how the shape of X is read as images."""
     if y is None:
         return [_skipped("Backdoor search needs labels",
                          "No labels (y) were given: a backdoor ties a pattern to a target class, so the "
@@ -708,7 +759,7 @@ def backdoor(*, X: Any, y: Any = None, feature_names: Any = None, model: Any = N
                          f"y is {why}; a backdoor ties a pattern to one of several classes, so there is "
                          f"nothing to search.")]
     budget.checkpoint()
-    layout = infer_layout(_shape_of(X), table.n_features)
+    layout = infer_layout(_shape_of(X), table.n_features, layout)
     values, cols = _search_values(table)
     notes = list(table.notes)
     if len(cols) < table.n_features:

@@ -358,6 +358,10 @@ def label_flips(*, X: Any, y: Any = None, feature_names: Any = None, budget: Bud
     raw = readable[valid]
     keys = row_hashes(canonical_bits(raw))
     Z = scaled_features(raw)
+    if Z.shape[1] == 0:
+        return [_skipped("Label flips not checked",
+                         f"No feature varies across the {plural(len(raw), 'labelled row')} (every readable column "
+                         f"holds a single value), so the features cannot say which label a row should have.")]
     budget.checkpoint()
     result = flip_scores(Z, codes, len(present), budget, keys)
     names = [labels.classes[c] for c in present]
