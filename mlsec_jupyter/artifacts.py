@@ -1,4 +1,4 @@
-"""Artifacts: what a cell made that checks look at (datasets, models, model files).
+"""Artifacts: what a cell made that checks look at (datasets, models, model files, DP trainings).
 
 Objects are classified by protocol, looking only at their *type* (class attributes, module path and
 MRO), never at instance attributes of unknown objects: ``repr()``, ``len()``, ``hasattr()`` and
@@ -83,6 +83,20 @@ def is_sklearn_fitted(model: Any) -> bool:
     return any(k.endswith("_") and not k.startswith("__") for k in attrs)
 
 
+def features_of(obj: Any) -> Any:
+    """The feature array behind data a training reads: the object itself for arrays and frames,
+    ``tensors[0]`` of a torch TensorDataset, and of a DataLoader's ``dataset`` (never iterated);
+    ``None`` for anything else."""
+    kind = classify(obj)
+    if kind is Kind.TORCH_LOADER:
+        obj = getattr(obj, "dataset", None)  # a plain attribute of torch's DataLoader
+        kind = classify(obj)
+    if kind is Kind.TORCH_DATASET and type(obj).__name__ == "TensorDataset":
+        tensors = getattr(obj, "tensors", ())
+        return tensors[0] if tensors else None
+    return obj if kind in (Kind.ARRAY, Kind.FRAME) else None
+
+
 def framework_of(kind: Kind | None) -> str:
     if kind is Kind.TORCH_MODEL:
         return "torch"
@@ -150,4 +164,26 @@ class ModelFile:
         return self.path
 
 
-Artifact = Dataset | Model | ModelFile
+@dataclass(eq=False)
+class DPTraining:
+    """A differentially private (DP-SGD) training a cell ran, read from its optimizer's accountant.
+
+    ``state`` is a :class:`mlsec_jupyter.privacy.opacus.DPState`; ``train`` the data it trained on
+    (its content fingerprint keys the privacy ledger); ``run_id`` identifies this accountant in this
+    session, so a re-run of the same training replaces its ledger entry instead of adding to it.
+    ``ledger`` is the session's :class:`mlsec_jupyter.privacy.ledger.Ledger` (``None``: none).
+    """
+
+    state: Any
+    name: str = "DP training"
+    model_name: str = ""
+    train: Dataset | None = None
+    run_id: str = ""
+    ledger: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name or self.name} (DP-SGD)"
+
+
+Artifact = Dataset | Model | ModelFile | DPTraining

@@ -16,6 +16,7 @@ from typing import Any
 
 from .artifacts import Artifact
 from .findings import RiskCard
+from .preflight import Preflight, preflight
 from .runner import install_warning_filter, remove_warning_filter
 from .session import Session
 from .watch.cell import CellIntent, might_intend, parse_cell
@@ -112,6 +113,9 @@ class Extension:
         self._interrupted = False
         self._registered: list[tuple[str, Any]] = []
         self._warmup: threading.Thread | None = None
+        self._preflight: tuple[str, Preflight] | None = None  # the last cell source checked before running
+        self._preflight_card: Preflight | None = None  # findings to show when that cell starts
+        self.blocked_reason = ""
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:
@@ -122,6 +126,7 @@ class Extension:
             self._registered.append((event, callback))
         self.magics = MlsecMagics(self.shell, self)
         self.shell.register_magics(self.magics)
+        self.shell.input_transformers_post.append(self.gate)
         install_warning_filter()
         self._warmup = threading.Thread(target=_warm_up, name="mlsec-warmup", daemon=True)
         self._warmup.start()
@@ -133,6 +138,9 @@ class Extension:
             except ValueError:
                 pass
         self._registered.clear()
+        transformers = self.shell.input_transformers_post
+        while self.gate in transformers:
+            transformers.remove(self.gate)
         if self.magics is not None:
             manager = self.shell.magics_manager
             ours = getattr(self.magics, "mlsec", None)
@@ -147,12 +155,50 @@ class Extension:
             self._warmup.join(2.0)
         self.session.close()
 
+    # -- before a cell runs ---------------------------------------------------------------------
+    def gate(self, lines: list[str]) -> list[str]:
+        """Input transformer (IPython transforms a cell before ``pre_run_cell``): run the pre-run
+        checks of :mod:`mlsec_jupyter.preflight` and replace a blocked cell by one clear error."""
+        try:
+            source = "".join(lines)
+            if not self.session.config.auto or not might_intend(source):
+                return lines
+            checked = self._checked_before_run(source)
+            if checked.block:
+                self.blocked_reason = checked.block
+                return ["get_ipython().run_line_magic('mlsec', 'blocked')\n"]
+        except KeyboardInterrupt:
+            self._interrupted = True
+        except Exception:
+            log.debug("mlsec pre-run check failed", exc_info=True)
+        return lines
+
+    def _checked_before_run(self, source: str) -> Preflight:
+        if self._preflight is not None and self._preflight[0] == source:
+            return self._preflight[1]  # pre_run_cell transforms the same source again
+        intent = parse_cell(source)
+        checked = preflight(intent, self.shell.user_ns, self.session) if intent.torch_training else Preflight()
+        self._preflight = (source, checked)
+        self._preflight_card = checked if checked.findings else None
+        return checked
+
+    def _show_preflight(self) -> None:
+        checked, self._preflight_card = self._preflight_card, None
+        if checked is None:
+            return
+        card = RiskCard(checked.subject)
+        card.min_severity = self.session.config.min_severity
+        card.add(checked.findings)
+        self.display.show(card)
+
     # -- hooks ----------------------------------------------------------------------------------
     def pre_run_cell(self, info: Any = None) -> None:
         self._depth += 1
         try:
             if self._depth == 1 and self.display.live:
                 self.display.resend_finished()
+            if self._depth == 1:
+                self._show_preflight()
             force, self.force_next = self.force_next, False
             if self._pending is not None or not (self.session.config.auto or force):
                 return  # an outer cell already records; nested runs merge into it
@@ -174,6 +220,7 @@ class Extension:
         if self._depth:
             return
         pending, self._pending = self._pending, None
+        self._preflight = self._preflight_card = None
         try:
             self._after_cell(pending, result)
         except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .artifacts import Dataset, Kind, Model, classify, framework_of
+from .artifacts import Dataset, Kind, Model, classify, features_of, framework_of
 from .checks.registry import all_checks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,13 +27,20 @@ Usage:
   %mlsec config [KEY=VALUE ...] show or change settings: time_budget (seconds per check),
                                 sample_size (rows per check), slow_sample_size (rows for
                                 the slow checks: label flips, outliers), auto (on/off),
-                                min_severity (info/low/medium/high/critical), audit (on/off), workers
+                                min_severity (info/low/medium/high/critical), audit (on/off), workers,
+                                budget_policy (warn/block: a DP training that would exceed a
+                                privacy budget gets a warning card, or does not run)
   %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
   %mlsec cancel                 cancel running checks
   %mlsec sign VAR [LABELS] [--key KEYFILE] [--out MANIFEST]
                                 fingerprint VAR (and LABELS) and write an Ed25519-signed manifest
                                 (default .mlsec/manifests/VAR.json; a new key is made at
                                 .mlsec/signing_key.pem, mode 600, when none is given)
+  %mlsec budget VAR eps=E delta=D
+                                set a privacy budget for the data in VAR (array, DataFrame, tensor,
+                                TensorDataset or DataLoader): every DP training on it is counted
+                                against it, across cells and kernel restarts (.mlsec/privacy/)
+  %mlsec budget VAR [clear]     show the budget and what is spent / remove the budget
   %mlsec verify VAR [LABELS] [MANIFEST] [--trust KEYFILE]
                                 check the manifest's signature and that VAR still has the signed
                                 content (MANIFEST defaults to .mlsec/manifests/VAR.json; --trust
@@ -45,6 +52,7 @@ Examples:
   %mlsec scan X_train y_train
   %mlsec config time_budget=10 min_severity=low
   %mlsec sign X_train y_train
+  %mlsec budget train_loader eps=3 delta=1e-5
   %mlsec verify X_train y_train .mlsec/manifests/X_train.json
 """
 
@@ -75,6 +83,10 @@ def _parser() -> _Parser:
     verify = sub.add_parser("verify")
     verify.add_argument("words", nargs="+")
     verify.add_argument("--trust", default=None)
+    sub.add_parser("blocked")  # what a cell blocked before it ran is replaced by (not in the help)
+    budget = sub.add_parser("budget")
+    budget.add_argument("expr")
+    budget.add_argument("words", nargs="*")
     wait = sub.add_parser("wait")
     wait.add_argument("seconds", nargs="?", type=float, default=None)
     return parser
@@ -186,6 +198,51 @@ class MlsecMagics(Magics):
         except Exception as exc:
             raise UsageError(f"%mlsec scan: could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
 
+    def _cmd_blocked(self, args: argparse.Namespace) -> None:
+        reason = self.extension.blocked_reason or "mlsec-jupyter blocked this cell."
+        self.extension.blocked_reason = ""
+        raise UsageError(reason)
+
+    # -- privacy budget -------------------------------------------------------------------------------
+    def _cmd_budget(self, args: argparse.Namespace) -> None:
+        from .privacy.accounting import epsilon_of_history
+        from .provenance import Unsupported, fingerprint
+
+        X = features_of(self._value("budget", args.expr))
+        if X is None:
+            raise UsageError(f"%mlsec budget: {args.expr!r} is not data; expected an array, a DataFrame, a tensor, "
+                             "a TensorDataset or a DataLoader over one.")
+        try:
+            key = fingerprint(X)
+        except Unsupported as exc:
+            raise UsageError(f"%mlsec budget: cannot fingerprint {args.expr}: {exc}.") from None
+        ledger = self._session.ledger
+        settings, words = _pairs(args.words, "budget")
+        if words == ["clear"]:
+            ledger.clear_budget(key)
+            print(f"mlsec-jupyter: removed the privacy budget of {args.expr}.")
+            return
+        if words:
+            raise UsageError(f"%mlsec budget: unexpected {' '.join(words)!r}; expected eps=E delta=D or clear.")
+        if settings:
+            if set(settings) != {"eps", "delta"}:
+                raise UsageError("%mlsec budget: give both eps=E and delta=D (e.g. eps=3 delta=1e-5).")
+            try:
+                ledger.set_budget(key, epsilon=float(settings["eps"]), delta=float(settings["delta"]))
+            except ValueError as exc:
+                raise UsageError(f"%mlsec budget: {exc}") from None
+        limit = ledger.budget(key)
+        history = ledger.history(key)
+        delta = limit[1] if limit else 1e-5
+        spent = float(epsilon_of_history(history, delta=delta)) if history else 0.0
+        if limit is None:
+            print(f"mlsec-jupyter: {args.expr} has no privacy budget; spent ε = {spent:.3g} at δ = {delta:.0e} "
+                  f"over {len(ledger.entries(key))} DP training(s). Set one with %mlsec budget {args.expr} eps=E delta=D.")
+        else:
+            print(f"mlsec-jupyter: privacy budget of {args.expr}: ε = {limit[0]:g} at δ = {limit[1]:.0e}; spent "
+                  f"ε = {spent:.3g} over {len(ledger.entries(key))} DP training(s); remaining "
+                  f"{max(limit[0] - spent, 0.0):.3g}.")
+
     # -- sign / verify ---------------------------------------------------------------------------------
     def _value(self, command: str, expr: str) -> Any:
         try:
@@ -283,3 +340,17 @@ def _public_bytes(pv: Any, path: Path) -> bytes:
 
 def _settings_text(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in values.items())
+
+
+def _pairs(words: list[str], command: str) -> tuple[dict[str, str], list[str]]:
+    """``KEY=VALUE`` words as a dict, and the other words."""
+    pairs, rest = {}, []
+    for word in words:
+        if "=" in word:
+            key, _, value = word.partition("=")
+            if not key or not value:
+                raise UsageError(f"%mlsec {command}: cannot read {word!r}; expected KEY=VALUE.")
+            pairs[key.strip().lower()] = value.strip()
+        else:
+            rest.append(word)
+    return pairs, rest

@@ -258,7 +258,8 @@ class Runner:
         if self.cache is None:
             return None
         try:
-            return (*self.cache.key_for(job.task), job.budget.max_rows)
+            key = self.cache.key_for(job.task)
+            return None if key is None else (*key, job.budget.max_rows)
         except Exception:
             return None
 

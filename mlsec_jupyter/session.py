@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import collections
 import threading
+import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from .artifacts import Artifact, Dataset, Model
+from .artifacts import Artifact, Dataset, DPTraining, Model
 from .audit import AuditLog
 from .checks.registry import checks_for, inputs_for
 from .findings import RiskCard, Severity
@@ -20,6 +21,8 @@ from .runner import SLOW_MAX_ROWS, Runner, Task, default_workers
 from .watch.assemble import Assembler, SplitMemory
 from .watch.fingerprint import fingerprint
 
+#: Settings that take one of a few words.
+_CHOICES = {"budget_policy": ("warn", "block")}
 _BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 
 
@@ -34,6 +37,7 @@ class Config:
     min_severity: Severity = Severity.INFO  # findings below this are hidden on cards
     audit: bool = True  # append findings to .mlsec/audit.jsonl
     workers: int = default_workers()
+    budget_policy: str = "warn"  # a DP training that would exceed a privacy budget: warn (card) or block (cell not run)
 
     def set(self, key: str, value: str) -> None:
         """Set one key from text, validating it; raises ``ValueError`` with a fix-it message."""
@@ -48,6 +52,10 @@ class Config:
             setattr(self, key, _BOOL_WORDS[text.lower()])
         elif isinstance(current, Severity):
             setattr(self, key, Severity.parse(text))
+        elif key in _CHOICES:
+            if text.lower() not in _CHOICES[key]:
+                raise ValueError(f"{key} must be one of {', '.join(_CHOICES[key])}, got {value!r}.")
+            setattr(self, key, text.lower())
         elif isinstance(current, int):
             number = _number(key, text, int)
             low = 100 if key.endswith("sample_size") else 1
@@ -81,7 +89,11 @@ class ResultCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key_for(task: Task) -> tuple[Any, ...]:
+    def key_for(task: Task) -> tuple[Any, ...] | None:
+        """The cache key of a task, or ``None`` for tasks never cached: a DP training's check depends
+        on its accountant's growing history and on the ledger, which identity cannot capture."""
+        if "dp_state" in task.inputs:
+            return None
         parts = tuple((k, fingerprint(v)) for k, v in sorted(task.inputs.items())
                       if k in task.spec.parameters and k in {"X", "y", "X_test", "y_test", "model"})
         return (task.spec.id, parts)
@@ -161,6 +173,10 @@ class Session:
         self.memory = SplitMemory()
         self.assembler = Assembler(self.memory)
         self.audit = AuditLog(audit_dir)
+        self.audit_dir = Path(audit_dir)
+        self.session_id = uuid.uuid4().hex[:12]  # run ids of DP trainings are unique per session
+        self._ledger: Any = None
+        self.ledger_errors = 0
         self.cards: collections.deque[RiskCard] = collections.deque(maxlen=64)
         self.audit_errors = 0
         self._audited: collections.OrderedDict[str, None] = collections.OrderedDict()  # bounded set
@@ -180,6 +196,10 @@ class Session:
         Returns ``None`` when no check applies. Split in two so the caller can display the card
         before any worker can update it.
         """
+        for artifact in artifacts:
+            if isinstance(artifact, DPTraining):
+                artifact.ledger = self.ledger
+                artifact.run_id = f"{self.session_id}:{artifact.run_id}"
         tasks = plan(artifacts)
         if not tasks:
             return None
@@ -193,16 +213,39 @@ class Session:
 
         return card, launch
 
+    @property
+    def ledger(self) -> Any:
+        """The privacy ledger under ``.mlsec/privacy/`` (created on first use)."""
+        if self._ledger is None:
+            from .privacy.ledger import Ledger
+
+            self._ledger = Ledger(self.audit_dir / "privacy")
+        return self._ledger
+
     def _recording(self, on_update: Callable[[RiskCard], None]) -> Callable[[RiskCard], None]:
         def update(card: RiskCard) -> None:
-            if card.status == "done" and self.config.audit and self._first_completion(card):
-                try:
-                    self.audit.append_card(card)
-                except OSError:
-                    self.audit_errors += 1
+            if card.status == "done" and self._first_completion(card):
+                self._record_dp(card)
+                if self.config.audit:
+                    try:
+                        self.audit.append_card(card)
+                    except OSError:
+                        self.audit_errors += 1
             on_update(card)
 
         return update
+
+    def _record_dp(self, card: RiskCard) -> None:
+        """Write every DP training on the card into the ledger of its data (DESIGN: findings → ledger)."""
+        for f in card.findings:
+            m = f.metrics
+            if f.check != "privacy.dp_budget" or not m.get("dataset_key") or not m.get("history"):
+                continue
+            try:
+                self.ledger.record(m["dataset_key"], run_id=m["run_id"], history=[tuple(h) for h in m["history"]],
+                                   delta_hint=m.get("delta"), label=card.subject, source="opacus")
+            except Exception:  # a full disk or a locked file must not break the card
+                self.ledger_errors += 1
 
     def _first_completion(self, card: RiskCard) -> bool:
         with self._lock:

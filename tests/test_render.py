@@ -882,3 +882,77 @@ def test_info_findings_fold_into_one_row_below_the_issues():
     single = RiskCard("one")
     single.add([Finding("data.integrity", "info", "Clean")])
     assert "mlsec-info-group" not in card_html(single)
+
+
+# --------------------------------------------------------------------------------------------
+# plots and gauges asked for through metrics (render/plots.py)
+# --------------------------------------------------------------------------------------------
+def plot_card(metrics: dict, severity: str = "info") -> RiskCard:
+    card = RiskCard("net (DP-SGD)", card_id="plot")
+    card.add([Finding("privacy.dp_budget", severity, "DP training", "s", metrics=metrics)])
+    return card
+
+
+CURVE = {"curve_steps": [10, 20, 30, 40], "curve_epsilon": [0.5, 0.8, 1.0, 1.2],
+         "plot": {"kind": "line", "x": "curve_steps", "y": "curve_epsilon", "x_label": "steps", "y_label": "ε"}}
+
+
+def _dots(root) -> list[tuple[int, int]]:
+    area = by_class(root, "mlsec-plot-area")[0]
+    return [(int(re.search(r"left:(\d+)px", d.get("style")).group(1)),
+             int(re.search(r"top:(\d+)px", d.get("style")).group(1))) for d in area]
+
+
+def test_a_line_plot_draws_one_dot_per_point_in_order():
+    root = assert_safe(card_html(plot_card(dict(CURVE))))
+    dots = _dots(root)
+    assert len(dots) == 4
+    assert [x for x, _ in dots] == sorted(x for x, _ in dots) and dots[0][0] == 0
+    assert [y for _, y in dots] == sorted((y for _, y in dots), reverse=True)  # rising ε: dots go up
+    assert "steps: 10 – 40" in text_of(by_class(root, "mlsec-plot")[0])
+    assert "plot" not in [text_of(e) for e in by_class(root, "mlsec-mkey")]  # instructions are not evidence
+
+
+def test_a_gauge_shows_the_share_used_and_turns_red_past_the_limit():
+    for value, colour in [(1.0, "#1a7f37"), (2.7, "#bf8700"), (4.5, "#cf222e")]:
+        root = assert_safe(card_html(plot_card({"gauge": {"value": value, "limit": 3.0, "label": "ε spent"}})))
+        gauge_el = by_class(root, "mlsec-gauge")[0]
+        assert f"{value:.3g} / 3" in text_of(gauge_el)
+        fill = list(by_class(root, "mlsec-gauge-bar")[0])[0].get("style")
+        assert colour in fill
+        width = int(re.search(r"width:(\d+)px", fill).group(1))
+        assert width == round(min(value / 3.0, 1.0) * 220)
+
+
+@pytest.mark.parametrize("metrics", [
+    {**CURVE, "curve_epsilon": [0.5, 0.8, 1.0]},  # lengths differ
+    {**CURVE, "curve_epsilon": [0.5, float("nan"), 1.0, 1.2]},
+    {**CURVE, "curve_epsilon": ["1", "2", "3", "4"]},
+    {**CURVE, "plot": {"kind": "pie", "x": "curve_steps", "y": "curve_epsilon"}},
+    {**CURVE, "plot": {"kind": "line", "x": "nope", "y": "curve_epsilon"}},
+    {**CURVE, "curve_steps": [1] * 4},  # no spread
+    {**CURVE, "plot": "line"},
+    {"gauge": {"value": "3", "limit": 3}}, {"gauge": {"value": 1, "limit": 0}}, {"gauge": [1, 2]},
+])
+def test_malformed_plot_requests_are_not_drawn(metrics):
+    root = assert_safe(card_html(plot_card(metrics)))
+    assert not by_class(root, "mlsec-plot") and not by_class(root, "mlsec-gauge")
+
+
+def test_plot_labels_are_escaped_and_cut():
+    payload = "<script>alert(1)</script>" * 5
+    metrics = {**CURVE, "plot": {**CURVE["plot"], "x_label": payload}, "gauge": {"value": 1, "limit": 2,
+                                                                                 "label": payload}}
+    root = assert_safe(card_html(plot_card(metrics)))
+    assert "<script>" in text_of(by_class(root, "mlsec-plot")[0])  # shown as text
+
+
+def test_plots_use_only_sanitizer_safe_styles():
+    safe = {**_SANITIZER_SAFE, "border": r"1px solid rgba\(\d{1,3},\d{1,3},\d{1,3},0\.\d+\)"}
+    root = assert_safe(card_html(plot_card({**CURVE, "gauge": {"value": 1, "limit": 2, "label": "ε"}})))
+    blocks = [by_class(root, "mlsec-plot-area")[0], *by_class(root, "mlsec-plot-area")[0],
+              by_class(root, "mlsec-gauge-bar")[0], *by_class(root, "mlsec-gauge-bar")[0]]
+    for el in blocks:
+        for decl in filter(None, (el.get("style") or "").split(";")):
+            prop, value = decl.split(":", 1)
+            assert prop in safe and re.fullmatch(safe[prop], value), decl

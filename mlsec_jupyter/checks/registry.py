@@ -23,11 +23,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from ..artifacts import Artifact, Dataset, Model, ModelFile
+from ..artifacts import Artifact, Dataset, DPTraining, Model, ModelFile
 from ..findings import Finding
 from .budget import Budget
 
-AppliesTo = Literal["dataset", "model", "model_file"]
+AppliesTo = Literal["dataset", "model", "model_file", "dp_training"]
 Cost = Literal["fast", "slow"]
 
 #: What a check may require, and how to tell whether its inputs provide it.
@@ -39,6 +39,7 @@ _REQUIREMENTS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
         lambda kw: callable(getattr(type(kw.get("model")), "predict_proba", None)),
     ),
     "training_data": ("the data the model was fitted on", lambda kw: kw.get("X") is not None),
+    "dp_state": ("a DP-SGD training (an Opacus accountant's history)", lambda kw: kw.get("dp_state") is not None),
 }
 
 
@@ -145,6 +146,8 @@ def kind_of(artifact: Artifact) -> AppliesTo:
         return "model"
     if isinstance(artifact, ModelFile):
         return "model_file"
+    if isinstance(artifact, DPTraining):
+        return "dp_training"
     raise TypeError(f"Not an artifact: {type(artifact).__name__}")
 
 
@@ -160,6 +163,10 @@ def inputs_for(artifact: Artifact) -> dict[str, Any]:
         return {"model": artifact.obj, "framework": artifact.framework,
                 "X": None if train is None else train.X, "y": None if train is None else train.y,
                 "X_test": None if test is None else test.X, "y_test": None if test is None else test.y}
+    if isinstance(artifact, DPTraining):
+        train = artifact.train
+        return {"dp_state": artifact.state, "X": None if train is None else train.X,
+                "ledger": artifact.ledger, "run_id": artifact.run_id}
     return {"path": artifact.path, "loader": artifact.loader}
 
 

@@ -27,7 +27,14 @@ __all__ = [
     "gaussian_epsilon",
     "noise_multiplier",
     "rdp_sampled_gaussian",
+    "Ledger",
+    "LedgerError",
+    "DPState",
+    "find_dp_states",
 ]
+
+#: Names that live outside :mod:`.accounting`.
+_ELSEWHERE = {"Ledger": "ledger", "LedgerError": "ledger", "DPState": "opacus", "find_dp_states": "opacus"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .accounting import (
@@ -44,14 +51,16 @@ if TYPE_CHECKING:  # pragma: no cover
         noise_multiplier,
         rdp_sampled_gaussian,
     )
+    from .ledger import Ledger, LedgerError
+    from .opacus import DPState, find_dp_states
 
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'mlsec_jupyter.privacy' has no attribute {name!r}")
-    from . import accounting
+    import importlib
 
-    return getattr(accounting, name)
+    return getattr(importlib.import_module(f".{_ELSEWHERE.get(name, 'accounting')}", __name__), name)
 
 
 def __dir__() -> list[str]:

@@ -39,6 +39,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..findings import CheckStatus, Severity
+from .plots import gauge, line_plot
 from .text import (
     KEY_LIMIT,
     LABEL_LIMIT,
@@ -338,6 +339,10 @@ def _evidence(f: "Finding") -> str:
     if picture:
         parts.append(picture)
         metrics.pop("trigger_mask", None)  # drawn above; as text it is only noise
+    drawn = [p for p in (gauge(metrics), line_plot(metrics, _SEVERITY_COLOURS[f.severity][0])) if p]
+    parts += drawn
+    for key in ("plot", "gauge"):  # plot instructions, not evidence
+        metrics.pop(key, None)
     if metrics:
         parts.append(_metrics_table(metrics))
     if f.indices:

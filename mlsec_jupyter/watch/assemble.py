@@ -12,7 +12,18 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..artifacts import Artifact, Dataset, Kind, Model, ModelFile, Role, classify, framework_of, is_sklearn_fitted
+from ..artifacts import (
+    Artifact,
+    Dataset,
+    DPTraining,
+    Kind,
+    Model,
+    ModelFile,
+    Role,
+    classify,
+    framework_of,
+    is_sklearn_fitted,
+)
 from .cell import Call, CellIntent
 
 _DATA_KINDS = {Kind.ARRAY, Kind.FRAME}
@@ -158,7 +169,9 @@ class Assembler:
         loaders = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_LOADER]
         train = self._from_loader(loaders[0], ns[loaders[0]], Role.TRAIN) if loaders else None
         used.update(models)
-        return [Model(obj=ns[m], name=m, framework="torch", train=train, source="training loop") for m in models]
+        out: list[Artifact] = [Model(obj=ns[m], name=m, framework="torch", train=train, source="training loop")
+                               for m in models]
+        return out + _dp_trainings(ns, models[0] if models else "", train)
 
     # -- loads -----------------------------------------------------------------------------------
     def _from_load(self, call: Call, kinds: dict[str, Kind], ns: Mapping[str, Any],
@@ -266,3 +279,15 @@ def _ndim(obj: Any) -> int | None:
         return len(shape)
     except Exception:
         return None
+
+
+def _dp_trainings(ns: Mapping[str, Any], model_name: str, train: Dataset | None) -> list[Artifact]:
+    """One :class:`DPTraining` per Opacus accountant in the namespace (read, never called)."""
+    from ..privacy.opacus import find_dp_states
+
+    try:
+        states = find_dp_states(ns)
+    except Exception:  # an odd namespace must never cost the card
+        return []
+    return [DPTraining(state=s, model_name=model_name, train=train, run_id=str(getattr(s, "run_id", "")))
+            for s in states]

@@ -50,6 +50,8 @@ class CellIntent:
     names: set[str] = field(default_factory=set)  # every plain name the cell mentions
     bound: set[str] = field(default_factory=set)  # names the cell assigns, imports or defines
     dynamic: bool = False  # the cell may bind names the AST does not show (exec, magics, globals()...)
+    #: bounds of ``for _ in range(N)`` loops that contain another loop (epochs): an int or a name
+    epoch_loops: list[int | str] = field(default_factory=list)
 
     @property
     def any(self) -> bool:
@@ -145,6 +147,15 @@ class _Visitor(ast.NodeVisitor):
         if isinstance(node.ctx, ast.Store):
             self.intent.bound.add(node.id)
 
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        bound = _range_bound(node.iter)
+        if bound is not None and any(isinstance(n, (ast.For, ast.AsyncFor))
+                                     for stmt in node.body for n in ast.walk(stmt)):
+            self.intent.epoch_loops.append(bound)
+        self.generic_visit(node)
+
+    visit_AsyncFor = visit_For
+
     def visit_Call(self, node: ast.Call) -> None:
         func = _dotted(node.func)
         targets, self._pending_targets = self._pending_targets, []  # only the outermost call gets them
@@ -185,6 +196,19 @@ class _Visitor(ast.NodeVisitor):
             path = str(keywords["f"])
         segment = ast.get_source_segment(self.source, node) or func
         return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords)
+
+
+def _range_bound(node: ast.AST) -> int | str | None:
+    """How many times ``range(...)`` runs: ``range(N)`` (an int literal or a name) or ``range(a, b)``."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"):
+        return None
+    args = node.args
+    if len(args) == 1 and isinstance(args[0], ast.Name):
+        return args[0].id
+    ints = [a.value for a in args if isinstance(a, ast.Constant) and type(a.value) is int]
+    if len(ints) != len(args) or not 1 <= len(ints) <= 2:
+        return None
+    return max(0, ints[-1] - (ints[0] if len(ints) == 2 else 0))
 
 
 def might_intend(source: str) -> bool:
