@@ -1,0 +1,1 @@
+"""Privacy checks: membership-inference audits (and, later, DP budget checks)."""
