@@ -35,6 +35,7 @@ bench: install
 	$(PY) bench/overhead.py
 	$(PY) bench/poisoning.py
 	$(PY) bench/privacy_accounting.py
+	$(PY) bench/privacy_membership.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
