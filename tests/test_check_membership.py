@@ -414,3 +414,51 @@ def test_shadow_pool_with_members_scores_every_row_against_its_out_shadows(split
     assert shadow["auc"] > f.metrics["attacks"]["loss threshold"]["auc"] > 0.6
     with pytest.raises(ValueError, match="shadow_pool"):
         run_check(CHECK, model=rf, X=Xtr, y=ytr, X_test=Xte, y_test=yte, shadow_pool="train")
+
+
+# -- comparison with a DP accountant ---------------------------------------------------------------
+def test_a_leaky_model_claimed_to_be_dp_is_a_critical_contradiction(split):
+    Xtr, Xte, ytr, yte = split
+    rf = RandomForestClassifier(50, random_state=0).fit(Xtr, ytr)
+    findings = mj.run_check(CHECK, model=rf, X=Xtr, y=ytr, X_test=Xte, y_test=yte, attacks=("loss",),
+                            accounted_epsilon=0.05)
+    (dp,) = [f for f in findings if "accounted_epsilon" in f.metrics]
+    assert dp.severity is Severity.CRITICAL and dp.metrics["epsilon_lower_bound"] > 0.05
+    findings = mj.run_check(CHECK, model=rf, X=Xtr, y=ytr, X_test=Xte, y_test=yte, attacks=("loss",),
+                            accounted_epsilon=50.0)
+    (dp,) = [f for f in findings if "accounted_epsilon" in f.metrics]
+    assert dp.severity is Severity.INFO
+
+
+def test_exchangeable_rows_never_contradict_a_small_accounted_epsilon(split):
+    """No false alarm: members and non-members from the same held-out pool leak nothing, so even
+    ε = 0.1 must not be contradicted (the threshold is chosen on one half, checked on the other)."""
+    from sklearn.linear_model import LogisticRegression
+
+    Xtr, Xte, ytr, yte = split
+    model = LogisticRegression(max_iter=1000).fit(Xtr, ytr)
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(Xte))
+        a, b = order[: len(order) // 2], order[len(order) // 2:]
+        findings = mj.run_check(CHECK, model=model, X=Xte[a], y=yte[a], X_test=Xte[b], y_test=yte[b],
+                                attacks=("loss",), accounted_epsilon=0.1)
+        (dp,) = [f for f in findings if "accounted_epsilon" in f.metrics]
+        assert dp.severity is Severity.INFO, dp.summary
+
+
+def test_the_held_out_bound_is_a_bound_on_the_truth():
+    from mlsec_jupyter.checks.privacy.membership import held_out_epsilon_bound
+
+    rng = np.random.default_rng(0)
+    # scores of an ε-DP-like attack: members N(μ, 1), non-members N(0, 1) with μ = 1 (1-GDP); its
+    # (ε, δ=1e-5) is 4.38 (reference-values.md §1 row 18), so a valid lower bound stays below that
+    bounds = [held_out_epsilon_bound(rng.normal(1.0, 1.0, 5000), rng.normal(0.0, 1.0, 5000), rng, 1e-5)
+              for _ in range(5)]
+    assert all(0.0 < b < 4.377178 for b in bounds)
+
+
+def test_accounted_epsilon_must_be_a_number(split):
+    Xtr, Xte, ytr, yte = split
+    rf = RandomForestClassifier(5, random_state=0).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="accounted_epsilon must be a finite"):
+        mj.run_check(CHECK, model=rf, X=Xtr, y=ytr, X_test=Xte, y_test=yte, accounted_epsilon=float("nan"))

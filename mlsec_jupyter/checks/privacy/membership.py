@@ -231,6 +231,25 @@ def epsilon_lower_bound(member_scores: Any, nonmember_scores: Any, delta: float 
     return float(eps[best]), float(thresholds[best])
 
 
+def held_out_epsilon_bound(member_scores: Any, nonmember_scores: Any, rng: np.random.Generator,
+                           delta: float = DELTA, confidence: float = CONFIDENCE) -> float:
+    """A valid ε lower bound for a DP comparison: the threshold (and direction) is chosen on one random
+    half of the rows and the Clopper–Pearson bound is evaluated on the other half, so picking the best
+    of many thresholds cannot inflate it (Jagielski et al. 2020 choose the threshold on separate data)."""
+    m, n = _scores(member_scores), _scores(nonmember_scores)
+    pm, pn = rng.permutation(len(m)), rng.permutation(len(n))
+    m_fit, m_eval = m[pm[: len(m) // 2]], m[pm[len(m) // 2:]]
+    n_fit, n_eval = n[pn[: len(n) // 2]], n[pn[len(n) // 2:]]
+    if min(len(m_fit), len(n_fit), len(m_eval), len(n_eval)) == 0:
+        return 0.0
+    _, threshold = epsilon_lower_bound(m_fit, n_fit, delta, confidence)
+    fp, fn = int(np.sum(n_eval >= threshold)), int(np.sum(m_eval < threshold))
+    fpr_hi = float(clopper_pearson(fp, len(n_eval), confidence)[1])
+    fnr_hi = float(clopper_pearson(fn, len(m_eval), confidence)[1])
+    both = np.maximum(epsilon_from_rates(fpr_hi, fnr_hi, delta), epsilon_from_rates(fnr_hi, fpr_hi, delta))
+    return float(both)
+
+
 def dp_max_tpr(fpr: Any, epsilon: float, delta: float = 0.0) -> np.ndarray | float:
     """Largest TPR an attack can reach at ``fpr`` against an (ε, δ)-DP mechanism:
     ``min(e^ε·FPR + δ, 1 − e^{−ε}(1 − δ − FPR))`` clipped to [0, 1] (Kairouz et al. 2015, Thm 2.1)."""
@@ -785,13 +804,16 @@ def _best(results: list[AttackResult]) -> dict[str, Any]:
                 requires=("training_data", "test_data"), cost="slow")
 def membership(*, model: Any, X: Any, y: Any = None, X_test: Any, y_test: Any = None,
                framework: str = "other", n_shadow: int = N_SHADOW, attacks: Sequence[str] = ("loss", "shadow"),
-               shadow_pool: str = "all", delta: float = DELTA, budget: Budget) -> list[Finding]:
+               shadow_pool: str = "all", delta: float = DELTA, accounted_epsilon: float | None = None,
+               budget: Budget) -> list[Finding]:
     """Loss-threshold and LiRA-offline shadow-model membership attacks, plus structural checks.
 
     ``shadow_pool``: ``"all"`` (default) adds the evaluated training rows to the shadows' pool, as in
     the LiRA paper; ``"held_out"`` trains shadows on halves of the held-out rows only (see
     :func:`_shadow_attack`; on bench/privacy_membership.py's MLP "all" gives AUC 0.66, "held_out" 0.63,
-    ART's best 0.65).
+    ART's best 0.65). ``accounted_epsilon``: the ε a DP accountant reports for this model's training (at
+    ``delta``); the audit's held-out ε lower bound (:func:`held_out_epsilon_bound`) is compared with it
+    and a bound above it is a critical finding (:func:`compare_with_dp`).
     """
     if y is None or y_test is None:
         return [_skipped("Labels for both the training rows (y) and the held-out rows (y_test) are needed; "
@@ -801,6 +823,8 @@ def membership(*, model: Any, X: Any, y: Any = None, X_test: Any, y_test: Any = 
         raise ValueError(f"unknown attack(s) {sorted(unknown)}; choose from 'loss' and 'shadow'")
     if shadow_pool not in ("held_out", "all"):
         raise ValueError(f"shadow_pool must be 'held_out' or 'all', got {shadow_pool!r}")
+    if accounted_epsilon is not None and not (np.isfinite(float(accounted_epsilon)) and float(accounted_epsilon) >= 0):
+        raise ValueError(f"accounted_epsilon must be a finite ε ≥ 0 from a DP accountant, got {accounted_epsilon!r}.")
     if int(n_shadow) < 0:
         raise ValueError(f"n_shadow must be ≥ 0, got {n_shadow!r}")
     n_tr, n_te = n_samples(X), n_samples(X_test)
@@ -895,6 +919,9 @@ def membership(*, model: Any, X: Any, y: Any = None, X_test: Any, y_test: Any = 
         return [_skipped("No attack was run (attacks=" + ", ".join(attacks) + ")."), *extra]
 
     main = _main_finding(results, statistic, notes, budget)
+    if accounted_epsilon is not None:
+        bound = max(held_out_epsilon_bound(r.member_scores, r.nonmember_scores, rng, delta) for r in results)
+        extra.append(compare_with_dp(bound, accounted_epsilon, delta=delta))
     acc_m, acc_n = float(np.mean(target_m.correct)), float(np.mean(target_n.correct))
     fw = "torch" if torch_model else framework if framework != "other" else (
         "sklearn" if callable(getattr(type(model), "get_params", None)) else "other")
