@@ -208,3 +208,36 @@ def test_a_training_loop_cell_gets_the_backdoor_verdict_on_its_card(ip, patched_
     assert card["subject"].startswith("net (torch)")
     backdoor = [f for f in card["findings"] if f["check"] == CHECK and f["severity"] == "critical"]
     assert backdoor and backdoor[0]["metrics"]["attack_success_rate"] >= 0.8
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clean_tabular_data_with_a_dominant_direction_is_not_called_backdoored(seed):
+    """A cluster of a class's most typical rows moves predictions along the decision direction; the
+    same-size control must explain that away (a reviewer's false positive, now a test)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2000, 10)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    gen = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.uniform_(-0.3, 0.3, generator=gen)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    xt, yt = torch.tensor(X), torch.tensor(y)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    assert [f.severity for f in mj.run_check(CHECK, X=X, y=y, model=net)] == [Severity.INFO]
+
+
+def test_the_users_forward_hooks_never_run_for_our_probes(patched_model):
+    X, y, *_, net = patched_model
+    calls = []
+    handle = net[0].register_forward_hook(lambda module, args, out: calls.append(len(out)))
+    try:
+        mj.run_check(CHECK, X=X, y=y, model=net)
+        mj.run_check("privacy.membership", model=net, X=X[:300], y=y[:300], X_test=X[300:600], y_test=y[300:600])
+    finally:
+        handle.remove()
+    assert calls == []

@@ -3,9 +3,10 @@
 Checks that need a model's outputs (does a stamped trigger flip its predictions? what does its
 penultimate layer look like?) go through :class:`ModelProbe`:
 
-* a torch ``nn.Module`` is deep-copied once, the copy is put in eval mode with gradients off, and
-  forward hooks are only ever registered on the copy — the user's module keeps its ``training``
-  flag, its hooks and its parameters, even while a later cell trains it;
+* a torch ``nn.Module`` is deep-copied once (:func:`private_torch_copy`: on the CPU, eval mode,
+  gradients off, the user's hooks removed from the copy), and forward hooks are only ever registered
+  on the copy — the user's module keeps its ``training`` flag, its hooks and its parameters, even
+  while a later cell trains it;
 * a scikit-learn style estimator is only asked ``predict`` (which does not change a fitted
   estimator), on numeric rows rebuilt from the check's own copy of the data;
 * inference runs under ``torch.no_grad()`` in batches, and never changes torch's global settings
@@ -34,6 +35,33 @@ def is_torch_module(obj: Any) -> bool:
     return _TORCH_MODULE in mro_names(type(obj))
 
 
+def private_torch_copy(model: Any) -> Any:
+    """A copy of a torch module that checks may run freely: on the CPU, in eval mode, gradients off,
+    and without the user's hooks.
+
+    Parameters and buffers are copied to the CPU *through* the deepcopy memo, so a GPU model never
+    gets a second copy on its device (the user's next cell may need that memory). ``deepcopy`` keeps
+    the hook dicts but their functions are the user's closures (a feature collector, a logger, Opacus'
+    per-sample-gradient capture): every per-module hook dict of the copy is emptied, so running the
+    copy never calls user code. Process-wide hooks (``torch.nn.modules.module.register_module_*``)
+    cannot be avoided and are out of scope.
+    """
+    import torch
+
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = torch.nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=False)
+    for b in model.buffers():
+        memo[id(b)] = b.detach().to("cpu", copy=True)
+    twin = copy.deepcopy(model, memo)
+    for module in twin.modules():
+        for name, value in list(vars(module).items()):
+            if "hooks" in name and isinstance(value, dict):
+                value.clear()
+    twin.eval()
+    return twin
+
+
 def can_predict(obj: Any) -> bool:
     """Whether ``obj`` is a torch module or has a ``predict`` method (on its class)."""
     return is_torch_module(obj) or class_has(type(obj), "predict")
@@ -56,11 +84,7 @@ class ModelProbe:
 
     @staticmethod
     def _private_copy(model: Any) -> Any:
-        twin = copy.deepcopy(model)
-        twin.eval()
-        for p in twin.parameters():
-            p.requires_grad_(False)
-        return twin
+        return private_torch_copy(model)
 
     def _find_last_linear(self) -> Any:
         import torch

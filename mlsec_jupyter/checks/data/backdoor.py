@@ -105,7 +105,10 @@ MIN_ATTACK_SUCCESS = 0.5
 MIN_SUCCESS_OVER_CONTROL = 0.3
 #: Activation clustering: a cluster below this share of its class is suspect (ART's default).
 AC_SIZE_THRESHOLD = 0.35
-#: A suspect cluster's trigger transfer (see :func:`_offset_test`) must reach this success rate.
+#: A suspect cluster's trigger transfer (see :func:`_offset_test`) must reach this success rate (and
+#: beat its control by :data:`MIN_SUCCESS_OVER_CONTROL`). Measured on digits with a 64-128-10 MLP and
+#: a noisy blended trigger, 4 seeds: poisoned clusters 0.75–0.95 against controls 0.01–0.11; clean
+#: clusters at most 0.62; clean two-feature tabular data: 0.97–0.99 against controls just as high.
 MIN_TRANSFER_SUCCESS = 0.7
 #: The representation analysis runs on at most this many rows (evenly spaced).
 MAX_REPRESENTATION_ROWS = 20_000
@@ -610,28 +613,42 @@ def _offset_test(probe: ModelProbe, values: np.ndarray, codes: np.ndarray, logit
 
     The estimated trigger is the cluster's mean offset from the classes the model ranks second on
     its rows, δ = mean_i (x_i − μ_{runner-up(i)}). Added to rows of other classes (clipped to the
-    data's range), a learned trigger sends them to ``cls``; a clean sub-style of the class moves far
-    fewer (measured on digits: 0.76–0.99 for poisoned clusters, at most 0.50 for clean ones). In the
-    spirit of Neural Cleanse (Wang et al., IEEE S&P 2019: a backdoor target is reachable from every
-    class by one small perturbation), with the perturbation read off the data instead of optimised.
-    The control adds δ with its features shuffled.
+    data's range), a learned trigger sends them to ``cls``. In the spirit of Neural Cleanse (Wang et
+    al., IEEE S&P 2019: a backdoor target is reachable from every class by one small perturbation),
+    with the perturbation read off the data instead of optimised.
+
+    The control is the same offset computed for random rows of the class outside the cluster (as many,
+    three draws), scaled to the norm of δ: on any data a class's offset from its neighbours is partly
+    the decision direction, and a cluster of the class's most typical rows (far from the boundary) has
+    a long one that moves almost every row to the class (clean tabular data: 97 %). Pushed as far, the
+    control moves as many; a trigger moves rows much further than the class direction does at the same
+    size. Thresholds: :data:`MIN_TRANSFER_SUCCESS` and :data:`MIN_SUCCESS_OVER_CONTROL`.
     """
-    def test() -> dict[str, Any]:
-        masked = logits[cluster].copy()
+    def offset(rows: np.ndarray) -> np.ndarray:
+        masked = logits[rows].copy()
         masked[:, cls] = -np.inf
         runner_up = masked.argmax(axis=1)
         means = {int(k): values[codes == k].mean(axis=0) for k in np.unique(runner_up)}
-        delta = (values[cluster] - np.stack([means[int(k)] for k in runner_up])).mean(axis=0)
-        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        return (values[rows] - np.stack([means[int(k)] for k in runner_up])).mean(axis=0)
+
+    def test() -> dict[str, Any]:
+        rest = np.setdiff1d(np.flatnonzero(codes == cls), cluster)
         base = _other_rows(values, codes, cls, cluster, budget)
-        if not len(base):
+        if not len(base) or len(rest) < len(cluster):
             return {}
         rng = budget.rng()
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
 
-        def add(offset: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda rows: np.clip(rows + offset, low, high)
+        def add(delta: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda rows: np.clip(rows + delta, low, high)
 
-        controls = [add(rng.permutation(delta)) for _ in range(5)]
+        delta = offset(cluster)
+        norm = float(np.linalg.norm(delta))
+        controls = []
+        for _ in range(3):
+            other = offset(rng.choice(rest, len(cluster), replace=False))
+            size = float(np.linalg.norm(other))
+            controls.append(add(other * (norm / size) if size > 0 else other))
         rates = _transfer_rates(probe, base, cls, add(delta), controls, budget)
         return dict(rates, trigger_offset_norm=round(float(np.linalg.norm(delta)), 4)) if rates else {}
 
@@ -649,11 +666,12 @@ def _label_text(value: Any) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
-def backdoored(extra: dict[str, Any], min_success: float = MIN_ATTACK_SUCCESS) -> bool:
+def backdoored(extra: dict[str, Any], min_success: float = MIN_ATTACK_SUCCESS,
+               over_control: float = MIN_SUCCESS_OVER_CONTROL) -> bool:
     """Whether a stamp or transfer test says the trigger works on the model."""
     success, control = extra.get("attack_success_rate"), extra.get("control_success_rate")
     return (success is not None and success >= min_success
-            and success - (control or 0.0) >= MIN_SUCCESS_OVER_CONTROL)
+            and success - (control or 0.0) >= over_control)
 
 
 def _representation_findings(probe: ModelProbe, table: Table, labels: Labels, confirmed: list[Pattern],
@@ -712,8 +730,8 @@ def _representation_finding(table: Table, labels: Labels, c: int, rows: np.ndarr
                f"({100 * stats['smaller_cluster_share']:.0f}% of the class) form a cluster of their own. Their mean "
                f"offset from the classes the model ranks second on them, added to "
                f"{plural(stats['stamped_rows'], 'row')} of other classes, turns "
-               f"{100 * stats['attack_success_rate']:.0f}% of predictions into '{name}' (the same offset with its "
-               f"features shuffled: {100 * stats['control_success_rate']:.0f}%): the model answers '{name}' to a "
+               f"{100 * stats['attack_success_rate']:.0f}% of predictions into '{name}' (an offset as large taken from as "
+               f"many other rows of '{name}': {100 * stats['control_success_rate']:.0f}%): the model answers '{name}' to a "
                f"shared pattern on these rows — a backdoor whose trigger is not an exact constant (e.g. a blended "
                f"pattern). Spectral signatures agree on {100 * stats['spectral_agreement']:.0f}% of the rows.")
     advice = (f"Look at a few of these rows for a shared pattern, remove them (or restore their labels) and "

@@ -47,7 +47,6 @@ turns an empirical bound above the accounted ε into a critical finding (a DP im
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Sequence
@@ -508,13 +507,13 @@ def torch_stats(model: Any, X: Any, labels: np.ndarray, batch: int = 1024) -> Ro
 
 
 def _torch_copy(model: Any) -> tuple[Any, str]:
-    """A private eval-mode deep copy of a torch module (the user's module keeps its mode and weights)."""
+    """A private CPU, eval-mode, hook-free copy of a torch module (:func:`..._models.private_torch_copy`)."""
+    from .._models import private_torch_copy
+
     try:
-        twin = copy.deepcopy(model)
-    except Exception as exc:  # hooks, non-copyable buffers, meta tensors...
+        return private_torch_copy(model), ""
+    except Exception as exc:  # non-copyable buffers, meta tensors...
         return None, f"the module could not be copied ({type(exc).__name__}), so it was not run"
-    twin.eval()
-    return twin, ""
 
 
 def _is_regressor(model: Any) -> bool:
