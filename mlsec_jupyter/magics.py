@@ -39,7 +39,9 @@ Usage:
   %mlsec budget VAR eps=E delta=D
                                 set a privacy budget for the data in VAR (array, DataFrame, tensor,
                                 TensorDataset or DataLoader): every DP training on it is counted
-                                against it, across cells and kernel restarts (.mlsec/privacy/)
+                                against it, across cells and kernel restarts (.mlsec/privacy/). The
+                                budget follows the exact content (values and dtype): budget the
+                                tensor or loader you train on
   %mlsec budget VAR [clear]     show the budget and what is spent / remove the budget
   %mlsec verify VAR [LABELS] [MANIFEST] [--trust KEYFILE]
                                 check the manifest's signature and that VAR still has the signed
@@ -129,7 +131,10 @@ class MlsecMagics(Magics):
               f"Cards shown: {len(s.cards)}; checks finished: {counters}.\n"
               f"Audit log: {s.audit.path if s.config.audit else 'off'}"
               f"{f' ({s.audit_errors} write errors)' if s.audit_errors else ''}.\n"
-              f"Settings: {_settings_text(s.config.as_dict())}")
+              + (f"Privacy ledger: {s.ledger_errors} DP training(s) could not be recorded in "
+                 f"{s.audit_dir / 'privacy'} (disk full, file locked or corrupt): their ε is not counted.\n"
+                 if s.ledger_errors else "")
+              + f"Settings: {_settings_text(s.config.as_dict())}")
 
     def _cmd_on(self, args: argparse.Namespace) -> None:
         self._session.config.auto = True
@@ -205,6 +210,7 @@ class MlsecMagics(Magics):
 
     # -- privacy budget -------------------------------------------------------------------------------
     def _cmd_budget(self, args: argparse.Namespace) -> None:
+        from .checks.privacy.dp_budget import default_delta
         from .privacy.accounting import epsilon_of_history
         from .provenance import Unsupported, fingerprint
 
@@ -225,6 +231,10 @@ class MlsecMagics(Magics):
         if words:
             raise UsageError(f"%mlsec budget: unexpected {' '.join(words)!r}; expected eps=E delta=D or clear.")
         if settings:
+            unknown = sorted(set(settings) - {"eps", "delta"})
+            if unknown:
+                raise UsageError(f"%mlsec budget: unknown setting(s) {', '.join(unknown)}; expected eps=E and "
+                                 f"delta=D (e.g. eps=3 delta=1e-5).")
             if set(settings) != {"eps", "delta"}:
                 raise UsageError("%mlsec budget: give both eps=E and delta=D (e.g. eps=3 delta=1e-5).")
             try:
@@ -233,13 +243,14 @@ class MlsecMagics(Magics):
                 raise UsageError(f"%mlsec budget: {exc}") from None
         limit = ledger.budget(key)
         history = ledger.history(key)
-        delta = limit[1] if limit else 1e-5
+        delta = limit[1] if limit else default_delta(_rows(X))  # the δ the DP card uses
         spent = float(epsilon_of_history(history, delta=delta)) if history else 0.0
         if limit is None:
             print(f"mlsec-jupyter: {args.expr} has no privacy budget; spent ε = {spent:.3g} at δ = {delta:.0e} "
                   f"over {len(ledger.entries(key))} DP training(s). Set one with %mlsec budget {args.expr} eps=E delta=D.")
         else:
-            print(f"mlsec-jupyter: privacy budget of {args.expr}: ε = {limit[0]:g} at δ = {limit[1]:.0e}; spent "
+            print(f"mlsec-jupyter: privacy budget of {args.expr} (data {key[:12]}…, {_shape_text(X)}): "
+                  f"ε = {limit[0]:g} at δ = {limit[1]:.0e}; spent "
                   f"ε = {spent:.3g} over {len(ledger.entries(key))} DP training(s); remaining "
                   f"{max(limit[0] - spent, 0.0):.3g}.")
 
@@ -340,6 +351,18 @@ def _public_bytes(pv: Any, path: Path) -> bytes:
 
 def _settings_text(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in values.items())
+
+
+def _shape_text(X: Any) -> str:
+    shape = "×".join(str(n) for n in getattr(X, "shape", ())) or "?"
+    return f"{shape} {getattr(X, 'dtype', '')}".strip()
+
+
+def _rows(X: Any) -> int | None:
+    try:
+        return int(X.shape[0])
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _pairs(words: list[str], command: str) -> tuple[dict[str, str], list[str]]:

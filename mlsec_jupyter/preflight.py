@@ -5,8 +5,9 @@ A cell's source is known before it runs; some risks are cheaper to stop than to 
 * **DP budget** (issue 4): a cell that trains with DP-SGD on data that has a privacy budget. The
   planned spend is the accountant's history so far plus ``epochs × round(1/q)`` more steps (one
   epoch of Poisson sampling at rate ``q`` is ``1/q`` expected steps) at the optimizer's noise
-  multiplier, where ``epochs`` is the bound of the cell's ``for _ in range(N)`` loop around the
-  batch loop (1 when there is none). If that would exceed the budget, the card says so before the
+  multiplier, where ``epochs`` is the product of the cell's ``for _ in range(...)`` loops around the
+  batch loop (also through ``tqdm``/``enumerate``/``trange`` and integer expressions of names; 1
+  when there is none, and the card says when a count could not be read). If that would exceed the budget, the card says so before the
   cell runs, and with ``budget_policy=block`` the cell does not run.
 
 :func:`preflight` returns the findings and, when the cell must not run, the reason.
@@ -14,6 +15,8 @@ A cell's source is known before it runs; some risks are cheaper to stop than to 
 
 from __future__ import annotations
 
+import ast
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -39,42 +42,91 @@ def preflight(intent: CellIntent, ns: Mapping[str, Any], session: Any) -> Prefli
     return result
 
 
-def _epochs(intent: CellIntent, ns: Mapping[str, Any]) -> int:
+def _int_value(expr: int | str, ns: Mapping[str, Any]) -> int | None:
+    """An epoch bound from :class:`CellIntent`: an int, or an expression of ints and names bound to
+    ints in the namespace (+ − × // only; nothing is called)."""
+    if type(expr) is int:
+        return expr
+    try:
+        tree = ast.parse(str(expr), mode="eval").body
+    except SyntaxError:
+        return None
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
+
+    def value(node: ast.AST) -> int | None:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.Name):
+            v = ns.get(node.id)
+            return v if type(v) is int else None
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            left, right = value(node.left), value(node.right)
+            if left is None or right is None or (isinstance(node.op, ast.FloorDiv) and right == 0):
+                return None
+            return ops[type(node.op)](left, right)
+        return None
+
+    result = value(tree)
+    return None if result is None else max(0, result)
+
+
+def planned_epochs(intent: CellIntent, ns: Mapping[str, Any]) -> tuple[int, bool]:
+    """Epochs the cell will run: the product of its epoch-loop bounds (nested loops multiply; two
+    loops one after the other are over-counted, the safe side for a budget) and whether every bound
+    was known (an unknown one counts as 1)."""
+    total, known = 1, intent.unknown_epoch_loops == 0
     for bound in intent.epoch_loops:
-        value = ns.get(bound) if isinstance(bound, str) else bound
-        if type(value) is int and value >= 0:
-            return value
-    return 1
+        value = _int_value(bound, ns)
+        if value is None:
+            known = False
+        else:
+            total *= value
+    return total, known
 
 
 def _loader_features(intent: CellIntent, ns: Mapping[str, Any]) -> Any:
-    for name in sorted(intent.names):
-        obj = ns.get(name)
-        if classify(obj) is Kind.TORCH_LOADER:
-            return features_of(obj)
-    return None
+    from .watch.assemble import training_loader
+
+    name = training_loader(intent, ns)
+    return None if name is None else features_of(ns[name])
 
 
 def _dp_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: Preflight) -> None:
+    from .privacy.ledger import LedgerError
+
+    try:
+        _check_budget(intent, ns, session, result)
+    except LedgerError as exc:  # a ledger we cannot read must not let a budgeted training through silently
+        blocking = session.config.budget_policy == "block"
+        result.findings.append(Finding(
+            "privacy.dp_budget", Severity.HIGH, "Privacy ledger unreadable: the budget cannot be checked",
+            f"{exc}" + (" The cell was not run (budget_policy=block)." if blocking else ""),
+            metrics={"epsilon": None, "delta": None, "budget_epsilon": None},
+            recommendation="Restore or fix the ledger file, or remove it with mlsec_jupyter.privacy.Ledger"
+                           "('.mlsec/privacy').forget(KEY) if its records are truly lost."))
+        if blocking:
+            result.block = f"mlsec-jupyter blocked this cell: the privacy ledger cannot be read ({exc})."
+
+
+def _check_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: Preflight) -> None:
     ledger = session.ledger
     if not ledger.keys():
         return  # no data has a ledger: nothing to protect (and nothing to fingerprint)
     X = _loader_features(intent, ns)
     if X is None:
         return
-    from .privacy.opacus import find_dp_states
-    from .provenance import fingerprint
+    from .watch.assemble import dp_states_in_cell
 
-    key = fingerprint(X)
+    key = session.data_key(X)
     limit = ledger.budget(key)
-    states = find_dp_states(ns)
+    states = dp_states_in_cell(intent, ns)
     if limit is None or not states:
         return
     state = states[0]
     if state.noise_multiplier is None or not state.sample_rate:
         return  # σ or q not known before the first step: the card after the cell still counts it
     sigma, q = float(state.noise_multiplier), float(state.sample_rate)
-    epochs = _epochs(intent, ns)
+    epochs, known = planned_epochs(intent, ns)
     planned = state.planned_history(epochs * state.steps_per_epoch)
     over = ledger.would_exceed(key, planned, run_id=f"{session.session_id}:{state.run_id}")
     if over is None:
@@ -82,7 +134,8 @@ def _dp_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: 
     eps_after, eps_budget = over
     policy = session.config.budget_policy
     title = f"This training would exceed the privacy budget: ε ≈ {eps_after:.3g} of {eps_budget:g}"
-    summary = (f"The cell trains {epochs} epoch(s) of DP-SGD (noise multiplier {sigma:g}, sampling rate {q:.4g}, "
+    count = f"{epochs} epoch(s)" if known else f"at least {epochs} epoch(s) (a loop count could not be read)"
+    summary = (f"The cell trains {count} of DP-SGD (noise multiplier {sigma:g}, sampling rate {q:.4g}, "
                f"about {round(1.0 / q):,} steps an epoch) on data whose privacy budget is ε = {eps_budget:g} at "
                f"δ = {limit[1]:.0e}; with what is already spent on it, ε would reach about {eps_after:.3g}.")
     if policy == "block":
@@ -92,6 +145,7 @@ def _dp_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: 
     result.findings.append(Finding("privacy.dp_budget", Severity.HIGH, title, summary,
                                    metrics={"epsilon": round(eps_after, 6), "delta": limit[1],
                                             "budget_epsilon": eps_budget, "planned_epochs": epochs,
+                                            "epochs_known": known,
                                             "gauge": {"value": round(eps_after, 4), "limit": eps_budget,
                                                       "label": "ε after this cell, of budget"}},
                                    recommendation=advice))

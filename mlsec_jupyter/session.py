@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -176,7 +177,9 @@ class Session:
         self.audit_dir = Path(audit_dir)
         self.session_id = uuid.uuid4().hex[:12]  # run ids of DP trainings are unique per session
         self._ledger: Any = None
+        self._data_keys: collections.OrderedDict[tuple, tuple[Any, str]] = collections.OrderedDict()
         self.ledger_errors = 0
+        self._recorded: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self.cards: collections.deque[RiskCard] = collections.deque(maxlen=64)
         self.audit_errors = 0
         self._audited: collections.OrderedDict[str, None] = collections.OrderedDict()  # bounded set
@@ -213,6 +216,30 @@ class Session:
 
         return card, launch
 
+    def data_key(self, X: Any) -> str:
+        """The privacy-ledger key of training data: :func:`provenance.fingerprint` of its content,
+        remembered for torch tensors by (identity, in-place version counter, shape), so the check
+        before every training cell does not hash the same tensor again on the main thread."""
+        from .provenance import fingerprint
+
+        version = getattr(X, "_version", None)  # torch bumps it on every in-place change
+        memo_key = (id(X), version, tuple(getattr(X, "shape", ()))) if isinstance(version, int) else None
+        with self._lock:
+            known = self._data_keys.get(memo_key) if memo_key is not None else None
+        if known is not None and known[0]() is X:  # the same live object, not a new one at a reused id
+            return known[1]
+        key = fingerprint(X)
+        if memo_key is not None:
+            try:
+                ref = weakref.ref(X)
+            except TypeError:
+                return key
+            with self._lock:
+                self._data_keys[memo_key] = (ref, key)
+                while len(self._data_keys) > 16:
+                    self._data_keys.popitem(last=False)
+        return key
+
     @property
     def ledger(self) -> Any:
         """The privacy ledger under ``.mlsec/privacy/`` (created on first use)."""
@@ -224,8 +251,8 @@ class Session:
 
     def _recording(self, on_update: Callable[[RiskCard], None]) -> Callable[[RiskCard], None]:
         def update(card: RiskCard) -> None:
+            self._record_dp(card)  # as soon as the DP finding is there, not when slow checks end
             if card.status == "done" and self._first_completion(card):
-                self._record_dp(card)
                 if self.config.audit:
                     try:
                         self.audit.append_card(card)
@@ -236,15 +263,27 @@ class Session:
         return update
 
     def _record_dp(self, card: RiskCard) -> None:
-        """Write every DP training on the card into the ledger of its data (DESIGN: findings → ledger)."""
+        """Write every DP training on the card into the ledger of its data (DESIGN: findings → ledger),
+        once per finding. An entry is only replaced by a history at least as long: a history only
+        grows, so a shorter one is an older reading that finished late."""
         for f in card.findings:
             m = f.metrics
             if f.check != "privacy.dp_budget" or not m.get("dataset_key") or not m.get("history"):
                 continue
+            with self._lock:
+                if id(f) in self._recorded:
+                    continue
+                self._recorded[id(f)] = f  # holding the finding keeps its id from being reused
+                while len(self._recorded) > 256:
+                    self._recorded.popitem(last=False)
+            history = [tuple(h) for h in m["history"]]
             try:
-                self.ledger.record(m["dataset_key"], run_id=m["run_id"], history=[tuple(h) for h in m["history"]],
+                stored = {e.run_id: e for e in self.ledger.entries(m["dataset_key"])}.get(m["run_id"])
+                if stored is not None and sum(t for *_, t in stored.history) > sum(t for *_, t in history):
+                    continue
+                self.ledger.record(m["dataset_key"], run_id=m["run_id"], history=history,
                                    delta_hint=m.get("delta"), label=card.subject, source="opacus")
-            except Exception:  # a full disk or a locked file must not break the card
+            except Exception:  # a full disk or a locked file must not break the card; %mlsec status says it
                 self.ledger_errors += 1
 
     def _first_completion(self, card: RiskCard) -> bool:

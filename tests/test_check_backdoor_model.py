@@ -241,3 +241,13 @@ def test_the_users_forward_hooks_never_run_for_our_probes(patched_model):
     finally:
         handle.remove()
     assert calls == []
+
+
+def test_fine_tuning_a_deep_bfloat16_head_changes_the_cache_key():
+    from mlsec_jupyter.watch.fingerprint import fingerprint
+
+    net = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(100)]).to(torch.bfloat16)
+    before = fingerprint(net)
+    with torch.no_grad():
+        net[-1].weight.add_(1.0)  # only the last of 200 parameter tensors changes
+    assert fingerprint(net) != before

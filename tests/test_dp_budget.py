@@ -168,3 +168,63 @@ def test_default_delta_stays_below_one_over_n():
 
 def card_html_of(outputs) -> str:
     return next(o.data["text/html"] for o in outputs if "text/html" in o.data)
+
+
+TRAIN_AND_EVALUATE = """
+test_loader = DataLoader(TensorDataset(torch.randn(128, 10, generator=gen), torch.zeros(128).long()), batch_size=64)
+for epoch in range(2):
+    for xb, yb in train_loader:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xb), yb).backward()
+        opt.step()
+    with torch.no_grad():
+        for xb, yb in test_loader:
+            net(xb)
+"""
+
+
+def test_the_budget_follows_the_loader_that_trains_not_the_one_that_evaluates(dp_shell):
+    run(dp_shell, "%mlsec budget train_loader eps=0.5 delta=1e-5")
+    run(dp_shell, "%mlsec config budget_policy=block")
+    result, outputs, _, _ = run(dp_shell, TRAIN_AND_EVALUATE)
+    assert not result.success and "blocked this cell" in str(result.error_in_exec)
+    run(dp_shell, "%mlsec config budget_policy=warn")
+    result, outputs, _, _ = run(dp_shell, TRAIN_AND_EVALUATE)
+    f, card = dp_finding(outputs)
+    assert card["subject"].startswith("net (torch) fitted on train_loader") or "train_loader" in card["subject"]
+    assert f["metrics"]["budget_epsilon"] == 0.5
+    _, _, out, _ = run(dp_shell, "%mlsec budget test_loader")
+    assert "spent ε = 0 " in out
+
+
+def test_another_engine_in_the_namespace_is_not_charged_to_this_data(dp_shell):
+    run(dp_shell, TRAIN)  # engine A trains on train_ds
+    run(dp_shell, "engine_a, opt_a = engine, opt\n" + MAKE_PRIVATE.replace("train_ds", "other_ds")
+        .replace("torch.manual_seed(0)", "other_ds = TensorDataset(torch.randn(256, 10, generator=gen), "
+                 "torch.zeros(256).long())\ntorch.manual_seed(0)"))
+    _, outputs, _, _ = run(dp_shell, TRAIN)  # engine B (now `engine`, `opt`) trains on other_ds
+    cards = card_bundles(outputs)
+    dp = [f for c in cards for f in c["findings"] if f["check"] == "privacy.dp_budget"]
+    assert len(dp) == 1, "only the accountant this cell steps is reported"
+    _, _, out, _ = run(dp_shell, "%mlsec budget X_all")
+    assert "over 1 DP training(s)" in out, out
+
+
+def test_nested_and_wrapped_epoch_loops_are_counted(dp_shell):
+    from mlsec_jupyter.preflight import planned_epochs
+    from mlsec_jupyter.watch.cell import parse_cell
+
+    cell = ("for r in range(3):\n    for e in enumerate(range(1, EPOCHS + 1)):\n        for xb, yb in train_loader:\n"
+            "            opt.zero_grad(); net(xb).sum().backward(); opt.step()")
+    assert planned_epochs(parse_cell(cell), {"EPOCHS": 10}) == (30, True)
+    assert planned_epochs(parse_cell(cell), {}) == (3, False)
+    unknown = "for e in schedule:\n    for xb, yb in train_loader:\n        net(xb).sum().backward(); opt.step()"
+    assert planned_epochs(parse_cell(unknown), {}) == (1, False)
+
+
+def test_a_cell_that_only_defines_a_training_function_is_not_a_training_cell():
+    from mlsec_jupyter.watch.cell import parse_cell
+
+    intent = parse_cell("def train_one_epoch():\n    for xb, yb in train_loader:\n"
+                        "        opt.zero_grad(); net(xb).sum().backward(); opt.step()")
+    assert not intent.torch_training

@@ -166,12 +166,12 @@ class Assembler:
 
     def _from_torch_loop(self, intent: CellIntent, ns: Mapping[str, Any], used: set[str]) -> list[Artifact]:
         models = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_MODEL]
-        loaders = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_LOADER]
-        train = self._from_loader(loaders[0], ns[loaders[0]], Role.TRAIN) if loaders else None
+        loader = training_loader(intent, ns)
+        train = self._from_loader(loader, ns[loader], Role.TRAIN) if loader else None
         used.update(models)
         out: list[Artifact] = [Model(obj=ns[m], name=m, framework="torch", train=train, source="training loop")
                                for m in models]
-        return out + _dp_trainings(ns, models[0] if models else "", train)
+        return out + _dp_trainings(intent, ns, models[0] if models else "", train)
 
     # -- loads -----------------------------------------------------------------------------------
     def _from_load(self, call: Call, kinds: dict[str, Kind], ns: Mapping[str, Any],
@@ -281,13 +281,37 @@ def _ndim(obj: Any) -> int | None:
         return None
 
 
-def _dp_trainings(ns: Mapping[str, Any], model_name: str, train: Dataset | None) -> list[Artifact]:
-    """One :class:`DPTraining` per Opacus accountant in the namespace (read, never called)."""
+def training_loader(intent: CellIntent, ns: Mapping[str, Any]) -> str | None:
+    """The DataLoader a training cell trains on: the one its ``backward()`` loop iterates; else, among
+    the loaders it names, one called like training data before any called test/val/eval data."""
+    loaders = [n for n in intent.train_iterables if classify(ns.get(n)) is Kind.TORCH_LOADER]
+    if loaders:
+        return loaders[0]
+    named = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_LOADER]
+    held_out = ("test", "val", "eval", "holdout", "dev")
+    named.sort(key=lambda n: (0 if "train" in n.lower() else 2 if any(w in n.lower() for w in held_out) else 1))
+    return named[0] if named else None
+
+
+def dp_states_in_cell(intent: CellIntent, ns: Mapping[str, Any]) -> list[Any]:
+    """The Opacus trainings (:class:`~mlsec_jupyter.privacy.opacus.DPState`) this cell drives: those
+    whose optimizer, engine or model the cell names. Other accountants in the namespace belong to
+    other trainings and are left alone."""
     from ..privacy.opacus import find_dp_states
 
     try:
         states = find_dp_states(ns)
     except Exception:  # an odd namespace must never cost the card
         return []
+    def driven(state: Any) -> bool:
+        holders = {*(getattr(state, "optimizers", ()) or ()), *(getattr(state, "engines", ()) or ()),
+                   *(getattr(state, "models", ()) or ())}
+        return bool(intent.names & holders)
+
+    return [s for s in states if driven(s)]
+
+
+def _dp_trainings(intent: CellIntent, ns: Mapping[str, Any], model_name: str, train: Dataset | None) -> list[Artifact]:
+    """One :class:`DPTraining` per Opacus accountant this cell drives (read, never called)."""
     return [DPTraining(state=s, model_name=model_name, train=train, run_id=str(getattr(s, "run_id", "")))
-            for s in states]
+            for s in dp_states_in_cell(intent, ns)]

@@ -50,8 +50,13 @@ class CellIntent:
     names: set[str] = field(default_factory=set)  # every plain name the cell mentions
     bound: set[str] = field(default_factory=set)  # names the cell assigns, imports or defines
     dynamic: bool = False  # the cell may bind names the AST does not show (exec, magics, globals()...)
-    #: bounds of ``for _ in range(N)`` loops that contain another loop (epochs): an int or a name
+    #: bounds of ``for _ in range(...)`` loops that contain another loop (epochs): an int, or the
+    #: source of an integer expression of names (``EPOCHS``, ``EPOCHS + 1``) to evaluate later
     epoch_loops: list[int | str] = field(default_factory=list)
+    #: epoch-like loops whose count could not be read from the source (``for e in schedule:``)
+    unknown_epoch_loops: int = 0
+    #: names iterated by ``for`` loops whose body calls ``backward()`` (the training data)
+    train_iterables: list[str] = field(default_factory=list)
 
     @property
     def any(self) -> bool:
@@ -128,7 +133,11 @@ class _Visitor(ast.NodeVisitor):
 
     def _define(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
         self.intent.bound.add(node.name)
+        saw = self._saw_backward, self._saw_step
         self.generic_visit(node)
+        # a definition trains nothing: backward()/step() inside a def do not make this a training cell
+        self._saw_backward, self._saw_step = saw
+        self.intent.torch_training = self._saw_backward and self._saw_step
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _define
 
@@ -148,10 +157,17 @@ class _Visitor(ast.NodeVisitor):
             self.intent.bound.add(node.id)
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
-        bound = _range_bound(node.iter)
-        if bound is not None and any(isinstance(n, (ast.For, ast.AsyncFor))
-                                     for stmt in node.body for n in ast.walk(stmt)):
-            self.intent.epoch_loops.append(bound)
+        inner = [n for stmt in node.body for n in ast.walk(stmt)]
+        if any(isinstance(n, (ast.For, ast.AsyncFor)) for n in inner):
+            bound = _range_bound(node.iter)
+            if bound is None:
+                self.intent.unknown_epoch_loops += 1
+            else:
+                self.intent.epoch_loops.append(bound)
+        elif any(isinstance(n, ast.Call) and _dotted(n.func).endswith(".backward") for n in inner):
+            name = _iterated_name(node.iter)
+            if name:
+                self.intent.train_iterables.append(name)
         self.generic_visit(node)
 
     visit_AsyncFor = visit_For
@@ -198,17 +214,47 @@ class _Visitor(ast.NodeVisitor):
         return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords)
 
 
+_WRAPPERS = {"tqdm", "trange", "enumerate", "iter", "list"}
+
+
+def _unwrap(node: ast.AST) -> ast.AST:
+    """``tqdm(x)``, ``enumerate(x)``, ``tqdm.auto.tqdm(x)``... → ``x``; ``trange(n)`` → ``range(n)``."""
+    while isinstance(node, ast.Call) and node.args and _dotted(node.func).rsplit(".", 1)[-1] in _WRAPPERS:
+        if _dotted(node.func).rsplit(".", 1)[-1] == "trange":
+            return ast.Call(func=ast.Name("range", ast.Load()), args=node.args, keywords=[])
+        node = node.args[0]
+    return node
+
+
+def _iterated_name(node: ast.AST) -> str | None:
+    node = _unwrap(node)
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _int_expr(node: ast.AST) -> int | str | None:
+    """An int literal, or the source of an expression of names, ints and + − × // (evaluated later)."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    allowed = (ast.Name, ast.Constant, ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Load)
+    if all(isinstance(n, allowed) for n in ast.walk(node)) and all(
+            type(n.value) is int for n in ast.walk(node) if isinstance(n, ast.Constant)):
+        return ast.unparse(node)
+    return None
+
+
 def _range_bound(node: ast.AST) -> int | str | None:
-    """How many times ``range(...)`` runs: ``range(N)`` (an int literal or a name) or ``range(a, b)``."""
+    """How many times ``range(...)`` (possibly wrapped in tqdm/enumerate, or ``trange``) runs: an int,
+    or an expression ``"stop - start"`` / ``"(stop - start + step - 1) // step"`` to evaluate later."""
+    node = _unwrap(node)
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"):
         return None
-    args = node.args
-    if len(args) == 1 and isinstance(args[0], ast.Name):
-        return args[0].id
-    ints = [a.value for a in args if isinstance(a, ast.Constant) and type(a.value) is int]
-    if len(ints) != len(args) or not 1 <= len(ints) <= 2:
+    parts = [_int_expr(a) for a in node.args]
+    if not 1 <= len(parts) <= 3 or any(p is None for p in parts) or node.keywords:
         return None
-    return max(0, ints[-1] - (ints[0] if len(ints) == 2 else 0))
+    start, stop, step = (0, parts[0], 1) if len(parts) == 1 else (parts[0], parts[1], parts[2] if len(parts) == 3 else 1)
+    if all(type(p) is int for p in (start, stop, step)):
+        return max(0, -(-(stop - start) // step)) if step > 0 else None
+    return f"(({stop}) - ({start}) + ({step}) - 1) // ({step})"
 
 
 def might_intend(source: str) -> bool:

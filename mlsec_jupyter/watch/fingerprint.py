@@ -40,17 +40,16 @@ def _is_torch_module(tp: type) -> bool:
         return False
 
 
-def _hash_parameters(h: Any, module: Any, limit: int = 256, values: int = 16) -> None:
-    """Shapes and a few values of a torch module's first ``limit`` parameters: training in place
-    changes them, so a retrained model gets a new key."""
+def _hash_parameters(h: Any, module: Any, limit: int = 64, values: int = 8) -> None:
+    """Every parameter's shape, dtype and in-place version counter (torch bumps ``_version`` on each
+    optimizer step, so training in place gives a new key, also for a fine-tuned head behind many
+    frozen layers), plus a few values of the first ``limit`` tensors (as float32, so bfloat16 works)."""
     for i, p in enumerate(module.parameters()):
-        if i >= limit:
-            break
-        h.update(f"{tuple(p.shape)}{p.dtype}".encode())
-        if p.device.type != "meta" and p.numel():
+        h.update(f"{tuple(p.shape)}{p.dtype}{getattr(p, '_version', '')}".encode())
+        if i < limit and p.device.type != "meta" and p.numel():
             flat = p.detach().reshape(-1)
             pos = _sample_positions(int(flat.shape[0]), values)
-            h.update(flat[pos].cpu().numpy().tobytes())
+            h.update(flat[pos].float().cpu().numpy().tobytes())
 
 
 def fingerprint(obj: Any, rows: int = 64) -> str:

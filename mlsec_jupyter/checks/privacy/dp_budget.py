@@ -172,6 +172,9 @@ def _finding(metrics: dict[str, Any], limit: tuple[float, float] | None, compose
     if composed:
         summary += (f" With the earlier DP trainings recorded on the same data "
                     f"({plural(metrics['earlier_trainings_steps'], 'step')}), the data has spent ε = {eps:.3g} in total.")
+    if metrics.get("dataset_key") is None:
+        summary += (" The training data could not be identified (no TensorDataset behind the loader, or data "
+                    "that cannot be fingerprinted), so this training is not counted in any privacy ledger.")
     if limit is None:
         severity = Severity.MEDIUM if eps > WEAK_EPSILON else Severity.INFO
         title = f"DP training: ε = {eps:.3g} spent (δ = {delta:.0e})"
