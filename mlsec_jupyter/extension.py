@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import Artifact
+from .artifacts import Artifact, DPTraining
 from .findings import RiskCard
 from .preflight import Preflight, preflight
 from .runner import install_warning_filter, remove_warning_filter
 from .session import Session
 from .watch.cell import CellIntent, might_intend, parse_cell
+from .watch.dp import mentions_opacus
 from .watch.namespace import Snapshot
 
 log = logging.getLogger("mlsec_jupyter")
@@ -116,6 +117,8 @@ class Extension:
         self._preflight: tuple[str, Preflight] | None = None  # the last cell source checked before running
         self._preflight_card: Preflight | None = None  # findings to show when that cell starts
         self.blocked_reason = ""
+        self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
+        self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:
@@ -203,6 +206,8 @@ class Extension:
             if self._pending is not None or not (self.session.config.auto or force):
                 return  # an outer cell already records; nested runs merge into it
             raw = getattr(info, "raw_cell", "") or ""
+            self._dp_hint = mentions_opacus(raw)
+            self._cell_id = getattr(info, "cell_id", None)
             if not (force or might_intend(raw)):
                 return  # most cells stop here, after one regex search
             intent = parse_cell(self.shell.transform_cell(raw))
@@ -236,14 +241,30 @@ class Extension:
         if isinstance(error, KeyboardInterrupt):
             self.session.runner.cancel_all()  # the user interrupted: stop our work too
             return
-        if pending is None or result is None or not getattr(result, "success", False):
+        if result is None or not getattr(result, "success", False):
+            return
+        if pending is None and not self.session.config.auto:
             return
         ns = self.shell.user_ns
-        changed = pending.snapshot.changed(ns, also=pending.intent.touched)
-        artifacts = self.session.assembler.build(pending.intent, changed, ns, force=pending.force)
+        artifacts: list[Artifact] = []
+        if pending is not None:
+            changed = pending.snapshot.changed(ns, also=pending.intent.touched)
+            artifacts = self.session.assembler.build(pending.intent, changed, ns, force=pending.force)
+        artifacts += self._dp_progress(ns, artifacts)
         if artifacts:
-            self.start_card(artifacts, cell_id=pending.cell_id,
+            self.start_card(artifacts, cell_id=pending.cell_id if pending is not None else self._cell_id,
                             execution_count=getattr(result, "execution_count", None))
+
+    def _dp_progress(self, ns: Any, artifacts: list[Artifact]) -> list[Artifact]:
+        """DP trainings that took steps in this cell without the cell's source showing a training loop
+        (a training function called from here; see :mod:`mlsec_jupyter.watch.dp`)."""
+        hint, self._dp_hint = self._dp_hint, False
+        watch = self.session.dp_watch
+        seen = [a.state for a in artifacts if isinstance(a, DPTraining)]
+        watch.note(seen)
+        if hint:
+            watch.learn(ns)
+        return watch.progressed(ns, {s.run_id for s in seen})
 
     def start_card(self, artifacts: list[Artifact], *, subject: str | None = None,
                    cell_id: str | None = None, execution_count: int | None = None) -> RiskCard | None:

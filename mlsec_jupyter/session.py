@@ -20,6 +20,7 @@ from .checks.registry import checks_for, inputs_for
 from .findings import RiskCard, Severity
 from .runner import SLOW_MAX_ROWS, Runner, Task, default_workers
 from .watch.assemble import Assembler, SplitMemory
+from .watch.dp import AccountantWatch
 from .watch.fingerprint import fingerprint
 
 #: Settings that take one of a few words.
@@ -177,6 +178,7 @@ class Session:
         self.audit_dir = Path(audit_dir)
         self.session_id = uuid.uuid4().hex[:12]  # run ids of DP trainings are unique per session
         self._ledger: Any = None
+        self.dp_watch = AccountantWatch()
         self._data_keys: collections.OrderedDict[tuple, tuple[Any, str]] = collections.OrderedDict()
         self.ledger_errors = 0
         self._recorded: collections.OrderedDict[int, Any] = collections.OrderedDict()

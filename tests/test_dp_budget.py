@@ -228,3 +228,22 @@ def test_a_cell_that_only_defines_a_training_function_is_not_a_training_cell():
     intent = parse_cell("def train_one_epoch():\n    for xb, yb in train_loader:\n"
                         "        opt.zero_grad(); net(xb).sum().backward(); opt.step()")
     assert not intent.torch_training
+
+
+def test_training_through_a_function_called_from_another_cell_is_still_counted(ip):
+    """Opacus' tutorials define train() in one cell and call it in another: the AST sees no training
+    loop in either, so the accountant itself is watched."""
+    run(ip, SETUP)
+    run(ip, MAKE_PRIVATE)
+    _, outputs, _, _ = run(ip, "def train_one_epoch():\n" + "\n".join("    " + line for line in
+                                                                    TRAIN.strip().splitlines()[1:]))
+    assert card_bundles(outputs) == []  # a definition trains nothing
+    _, outputs, _, _ = run(ip, "for _ in range(2):\n    train_one_epoch()")
+    f, card = dp_finding(outputs)
+    history = ip.user_ns["engine"].accountant.history
+    assert f["metrics"]["steps"] == sum(t for _, _, t in history) > 0
+    assert f["metrics"]["dataset_key"]  # the engine's data set was found, so the ledger counts it
+    _, outputs, _, _ = run(ip, "x = 1 + 1")
+    assert card_bundles(outputs) == []  # no new steps, no card
+    _, _, out, _ = run(ip, "%mlsec budget X_all")
+    assert "over 1 DP training(s)" in out
