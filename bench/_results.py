@@ -25,3 +25,35 @@ def write_section(path: Path, name: str, markdown: str) -> None:
 def demote(markdown: str) -> str:
     """Turn a standalone report (``#`` title, ``##`` parts) into a section (``##``, ``###``)."""
     return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def machine(versions: str = "") -> str:
+    """CPU, cores, Python, optional library ``versions``, commit and time: the line every result states."""
+    import datetime as _dt
+    import os
+    import platform
+    import subprocess
+
+    cpuinfo = Path("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")), "") if cpuinfo.exists() else ""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    extra = f"; {versions}" if versions else ""
+    return (f"{cpu or platform.processor()}, {os.cpu_count()} cores; Python {platform.python_version()}{extra}; "
+            f"commit {commit}; {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+
+def cell(value: object) -> str:
+    """A table cell: floats with three decimals (whole numbers from 100), ``None`` empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -9,16 +9,12 @@ script runs them all, prints one table per part and writes the ``poisoning`` sec
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _results import write_section  # bench/ is on sys.path when run as a script
+from _results import cell, machine, write_section  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = {
@@ -30,29 +26,12 @@ PARTS = {
 COLUMNS = ["dataset", "method", "f1", "precision", "recall", "auroc", "seconds"]
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
-
-
 def table(rows: list[dict]) -> str:
     columns = [c for c in COLUMNS if any(c in r for r in rows)]
     columns += sorted({k for r in rows for k in r} - set(columns))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; commit {commit}; "
-            f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
 
 
 def main() -> int:

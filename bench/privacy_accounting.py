@@ -13,19 +13,15 @@ Usage: ``python bench/privacy_accounting.py [--repeats 7] [--no-prv-calibration]
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import logging
 import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from _results import demote, write_section  # bench/ is on sys.path when run as a script
+from _results import demote, machine, write_section  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DELTA = 1e-5
@@ -35,15 +31,6 @@ CONFIGS = [  # (label, N, B, sigma, epochs)
     ("N=50000, B=512, σ=1.0, 100 epochs", 50000, 512, 1.0, 100),
 ]
 GOAL_MS, GOAL_RATIO, GOAL_CALIBRATION_S = 50.0, 1.005, 0.5
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True, check=False).stdout.strip()
-    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; commit {commit}; "
-            f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:

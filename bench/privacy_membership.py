@@ -17,10 +17,6 @@ with ``shadow_pool="held_out"`` (held-out rows only), and on all rows with the d
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +25,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from _results import demote, write_section
+from _results import cell, demote, markdown_table, write_section
+from _results import machine as _machine
 
 from mlsec_jupyter.checks.budget import Budget
 from mlsec_jupyter.checks.privacy import membership as M
@@ -39,19 +36,11 @@ GOAL = "our best AUC ≥ ART's best AUC on the same target, in one run"
 
 
 def machine() -> str:
-    cpu = ""
-    if Path("/proc/cpuinfo").exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
     import art
     import sklearn
     import torch
 
-    return (f"{cpu or platform.processor()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
-            f"scikit-learn {sklearn.__version__}, torch {torch.__version__}, ART {art.__version__}; "
-            f"commit {commit}; {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    return _machine(f"scikit-learn {sklearn.__version__}, torch {torch.__version__}, ART {art.__version__}")
 
 
 def data(seed: int):
@@ -117,18 +106,8 @@ COLUMNS = ["target", "method", "rows (members/non-members)", "auc", "auc 95% CI"
            "eps_lb", "seconds"]
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
-
-
 def table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, COLUMNS)
 
 
 def main() -> int:
@@ -158,7 +137,7 @@ def main() -> int:
                                  "ART's eval rows", pool="held_out") if "held-out pool" in r["method"]]
         part += ours(name, model, Xtr, ytr, Xte, yte, args.shadows, "all rows")
         for r in part:
-            print("  " + "  ".join(f"{k}={_cell(v)}" for k, v in r.items() if k != "target"), flush=True)
+            print("  " + "  ".join(f"{k}={cell(v)}" for k, v in r.items() if k != "target"), flush=True)
         rows += part
         art_best = max(r["auc"] for r in part if r["method"].startswith("ART"))
         same = [r for r in part if "ART's eval rows" in r["method"] and "auc" in r]
