@@ -152,6 +152,17 @@ def plan(artifacts: list[Artifact]) -> list[Task]:
     return tasks
 
 
+def _link_dp_models(artifacts: list[Artifact], tasks: list[Task]) -> None:
+    """Give a DP-trained model's checks its DP training (``dp_state``), so the membership audit can
+    hold its measured leakage against the accounted ε."""
+    dp = {a.model_name: a.state for a in artifacts if isinstance(a, DPTraining) and a.model_name}
+    for task in tasks:
+        model = task.inputs.get("model")
+        name = next((a.name for a in artifacts if isinstance(a, Model) and a.obj is model), None)
+        if name in dp and "dp_state" in task.spec.parameters:
+            task.inputs = {**task.inputs, "dp_state": dp[name]}
+
+
 def subject_of(artifacts: list[Artifact]) -> str:
     """A short line naming what the card is about."""
     parts = []
@@ -206,6 +217,7 @@ class Session:
                 artifact.ledger = self.ledger
                 artifact.run_id = f"{self.session_id}:{artifact.run_id}"
         tasks = plan(artifacts)
+        _link_dp_models(artifacts, tasks)
         if not tasks:
             return None
         card = RiskCard(subject or subject_of(artifacts), cell_id=cell_id, execution_count=execution_count)

@@ -247,3 +247,16 @@ def test_training_through_a_function_called_from_another_cell_is_still_counted(i
     assert card_bundles(outputs) == []  # no new steps, no card
     _, _, out, _ = run(ip, "%mlsec budget X_all")
     assert "over 1 DP training(s)" in out
+
+
+def test_a_dp_model_with_a_held_out_loader_gets_its_leakage_held_against_its_epsilon(dp_shell):
+    run(dp_shell, "test_loader = DataLoader(TensorDataset(torch.randn(256, 10, generator=gen), "
+                  "(torch.randn(256, 10, generator=gen)[:, 0] > 0).long()), batch_size=64)")
+    _, outputs, _, _ = run(dp_shell, TRAIN_AND_EVALUATE.split("\n", 2)[2])  # keep the test_loader made above
+    card = card_bundles(outputs)[-1]
+    membership = [f for f in card["findings"] if f["check"] == "privacy.membership"]
+    dp = [f for f in membership if "accounted_epsilon" in f["metrics"]]
+    assert dp, [f["title"] for f in membership]
+    accounted = epsilon_of_history(dp_shell.user_ns["engine"].accountant.history, delta=1e-5)
+    assert dp[0]["metrics"]["accounted_epsilon"] == pytest.approx(accounted, rel=1e-6)
+    assert dp[0]["severity"] == "info"  # a real DP-SGD training never exceeds its own accounting

@@ -168,9 +168,13 @@ class Assembler:
         models = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_MODEL]
         loader = training_loader(intent, ns)
         train = self._from_loader(loader, ns[loader], Role.TRAIN) if loader else None
+        held_out = held_out_loader(intent, ns, loader)
+        test = self._from_loader(held_out, ns[held_out], Role.TEST) if held_out else None
+        if train is not None:
+            train.test = test
         used.update(models)
-        out: list[Artifact] = [Model(obj=ns[m], name=m, framework="torch", train=train, source="training loop")
-                               for m in models]
+        out: list[Artifact] = [Model(obj=ns[m], name=m, framework="torch", train=train, test=test,
+                                     source="training loop") for m in models]
         return out + _dp_trainings(intent, ns, models[0] if models else "", train)
 
     # -- loads -----------------------------------------------------------------------------------
@@ -290,6 +294,14 @@ def training_loader(intent: CellIntent, ns: Mapping[str, Any]) -> str | None:
     named = [n for n in sorted(intent.names) if n in ns and classify(ns[n]) is Kind.TORCH_LOADER]
     held_out = ("test", "val", "eval", "holdout", "dev")
     named.sort(key=lambda n: (0 if "train" in n.lower() else 2 if any(w in n.lower() for w in held_out) else 1))
+    return named[0] if named else None
+
+
+def held_out_loader(intent: CellIntent, ns: Mapping[str, Any], train: str | None) -> str | None:
+    """A loader the training cell names like held-out data (test/val/eval), other than ``train``."""
+    words = ("test", "val", "eval", "holdout", "dev")
+    named = [n for n in sorted(intent.names) if n != train and n in ns
+             and classify(ns[n]) is Kind.TORCH_LOADER and any(w in n.lower() for w in words)]
     return named[0] if named else None
 
 

@@ -804,7 +804,7 @@ def _best(results: list[AttackResult]) -> dict[str, Any]:
 def membership(*, model: Any, X: Any, y: Any = None, X_test: Any, y_test: Any = None,
                framework: str = "other", n_shadow: int = N_SHADOW, attacks: Sequence[str] = ("loss", "shadow"),
                shadow_pool: str = "all", delta: float = DELTA, accounted_epsilon: float | None = None,
-               budget: Budget) -> list[Finding]:
+               dp_state: Any = None, budget: Budget) -> list[Finding]:
     """Loss-threshold and LiRA-offline shadow-model membership attacks, plus structural checks.
 
     ``shadow_pool``: ``"all"`` (default) adds the evaluated training rows to the shadows' pool, as in
@@ -812,7 +812,9 @@ def membership(*, model: Any, X: Any, y: Any = None, X_test: Any, y_test: Any = 
     :func:`_shadow_attack`; on bench/privacy_membership.py's MLP "all" gives AUC 0.66, "held_out" 0.63,
     ART's best 0.65). ``accounted_epsilon``: the ε a DP accountant reports for this model's training (at
     ``delta``); the audit's held-out ε lower bound (:func:`held_out_epsilon_bound`) is compared with it
-    and a bound above it is a critical finding (:func:`compare_with_dp`).
+    and a bound above it is a critical finding (:func:`compare_with_dp`). ``dp_state``: the model's DP
+    training as the watcher found it (an Opacus accountant's history); its tight ε at ``delta`` is then
+    the accounted ε.
     """
     if y is None or y_test is None:
         return [_skipped("Labels for both the training rows (y) and the held-out rows (y_test) are needed; "
@@ -918,6 +920,10 @@ def membership(*, model: Any, X: Any, y: Any = None, X_test: Any, y_test: Any = 
         return [_skipped("No attack was run (attacks=" + ", ".join(attacks) + ")."), *extra]
 
     main = _main_finding(results, statistic, notes, budget)
+    if accounted_epsilon is None and getattr(dp_state, "history", None):
+        from ...privacy.accounting import epsilon_of_history
+
+        accounted_epsilon = float(epsilon_of_history([tuple(h) for h in dp_state.history], delta=delta))
     if accounted_epsilon is not None:
         bound = max(held_out_epsilon_bound(r.member_scores, r.nonmember_scores, rng, delta) for r in results)
         extra.append(compare_with_dp(bound, accounted_epsilon, delta=delta))
