@@ -281,17 +281,17 @@ def _param_hash(net) -> str:
     return h.hexdigest()
 
 
-def test_torch_classifier_loss_attack_leaves_model_and_rng_alone():
+@pytest.fixture
+def one_torch_thread():
     torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # after scikit-learn's OpenMP pools, torch's own pool can spin for seconds on 2 cores
-    try:
-        _torch_case(torch)
-    finally:
-        torch.set_num_threads(threads)
+    yield torch
+    torch.set_num_threads(threads)
 
 
-def _torch_case(torch):
+def test_torch_classifier_loss_attack_leaves_model_and_rng_alone(one_torch_thread):
+    torch = one_torch_thread
     gen = torch.Generator().manual_seed(0)
     X, y = make_classification(n_samples=600, n_features=20, n_informative=8, flip_y=0.1, random_state=1)
     Xt = torch.tensor(X, dtype=torch.float32)
