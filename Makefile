@@ -32,10 +32,12 @@ lab: install
 
 bench: install
 	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1  # see bench/requirements.txt: its pins pull CUDA torch
 	$(PY) bench/overhead.py
 	$(PY) bench/poisoning.py
 	$(PY) bench/privacy_accounting.py
 	$(PY) bench/privacy_membership.py
+	$(PY) bench/robustness.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

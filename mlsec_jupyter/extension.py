@@ -267,10 +267,12 @@ class Extension:
         return watch.progressed(ns, {s.run_id for s in seen})
 
     def start_card(self, artifacts: list[Artifact], *, subject: str | None = None,
-                   cell_id: str | None = None, execution_count: int | None = None) -> RiskCard | None:
-        """Show a card for ``artifacts`` under the running cell and start its checks."""
+                   cell_id: str | None = None, execution_count: int | None = None,
+                   only: dict[str, dict[str, Any]] | None = None, seconds: float | None = None) -> RiskCard | None:
+        """Show a card for ``artifacts`` under the running cell and start its checks (``only`` and
+        ``seconds``: see :meth:`Session.prepare`)."""
         prepared = self.session.prepare(artifacts, subject=subject, cell_id=cell_id,
-                                        execution_count=execution_count)
+                                        execution_count=execution_count, only=only, seconds=seconds)
         if prepared is None:
             return None
         card, launch = prepared
@@ -280,7 +282,7 @@ class Extension:
         else:  # no kernel to update the card later: show it when it is complete
             launch(lambda c: None)
             try:
-                self.session.runner.wait(self.session.config.time_budget * 4)
+                self.session.runner.wait((seconds or self.session.config.time_budget) * 4)
             except KeyboardInterrupt:
                 self.session.runner.cancel_all()
                 self.session.runner.wait(2.0)

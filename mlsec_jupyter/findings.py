@@ -165,6 +165,7 @@ class CheckRun:
     message: str = ""
     seconds: float | None = None
     sampled: str = ""
+    progress: float = 0.0  # share done while running (checks that report it), 1 once finished
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +175,7 @@ class CheckRun:
             "message": _cut(self.message),
             "seconds": None if self.seconds is None else round(self.seconds, 4),
             "sampled": self.sampled,
+            "progress": round(1.0 if self.status.finished else self.progress, 4),
         }
 
 
@@ -211,6 +213,13 @@ class RiskCard:
         with self._lock:
             self._findings.extend(findings)
 
+    def report_progress(self, run: CheckRun, fraction: float, message: str = "") -> None:
+        """A running check's share done and what it is doing (shown on the card)."""
+        with self._lock:
+            if not run.status.finished:
+                run.progress = fraction
+                run.message = message
+
     def finish_run(self, run: CheckRun, status: CheckStatus, *, message: str = "",
                    seconds: float | None = None, sampled: str = "") -> None:
         with self._lock:
@@ -241,7 +250,7 @@ class RiskCard:
         with self._lock:
             if not self._runs:
                 return 1.0
-            return sum(r.status.finished for r in self._runs) / len(self._runs)
+            return sum(1.0 if r.status.finished else r.progress for r in self._runs) / len(self._runs)
 
     def visible(self) -> tuple[list[Finding], int]:
         """Findings at or above :attr:`min_severity`, and how many are hidden below it."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .artifacts import Dataset, Kind, Model, classify, features_of, framework_of
+from .artifacts import Dataset, Kind, Model, Role, classify, features_of, framework_of
 from .checks.registry import all_checks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,6 +24,12 @@ Usage:
   %mlsec on | off               watch every cell / stop watching (off also cancels running checks)
   %mlsec scan EXPR [LABELS]     check a dataset (EXPR, optional labels LABELS) or a fitted model now
   %mlsec checks                 list the registered checks
+  %mlsec probe MODEL [X Y] [--eps E1,E2,...] [--attack auto|fgsm|pgd|exact|blackbox]
+                [--norm linf|l2] [--rows N] [--steps N] [--seconds S]
+                                the full evasion sweep on MODEL in the background, with progress on
+                                its card: more rows and ε than the automatic check (default: the
+                                held-out rows it was evaluated on, else the rows X Y you give;
+                                ε from the data; time budget max(time_budget, 120 s))
   %mlsec config [KEY=VALUE ...] show or change settings: time_budget (seconds per check),
                                 sample_size (rows per check), slow_sample_size (rows for
                                 the slow checks: label flips, outliers), auto (on/off),
@@ -52,6 +58,7 @@ Usage:
 
 Examples:
   %mlsec scan X_train y_train
+  %mlsec probe net --attack pgd --norm l2
   %mlsec config time_budget=10 min_severity=low
   %mlsec sign X_train y_train
   %mlsec budget train_loader eps=3 delta=1e-5
@@ -89,6 +96,15 @@ def _parser() -> _Parser:
     budget = sub.add_parser("budget")
     budget.add_argument("expr")
     budget.add_argument("words", nargs="*")
+    probe = sub.add_parser("probe")
+    probe.add_argument("expr")
+    probe.add_argument("data", nargs="*")
+    probe.add_argument("--eps", default=None)
+    probe.add_argument("--attack", default="auto", choices=["auto", "fgsm", "pgd", "exact", "blackbox"])
+    probe.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    probe.add_argument("--rows", type=int, default=None)
+    probe.add_argument("--steps", type=int, default=None)
+    probe.add_argument("--seconds", type=float, default=None)
     wait = sub.add_parser("wait")
     wait.add_argument("seconds", nargs="?", type=float, default=None)
     return parser
@@ -196,6 +212,60 @@ class MlsecMagics(Magics):
         if card is None:
             print(f"mlsec-jupyter: no registered check applies to {args.expr} yet.")
         return None
+
+    def _cmd_probe(self, args: argparse.Namespace) -> Any:
+        from .checks.robustness._common import check_eps, linear_form
+
+        model = self._value("probe", args.expr)
+        kind = classify(model)
+        if kind not in (Kind.SKLEARN_MODEL, Kind.TORCH_MODEL):
+            raise UsageError(f"%mlsec probe: {args.expr!r} is a {type(model).__name__}; expected a fitted "
+                             "scikit-learn model or a torch module.")
+        if args.attack in ("fgsm", "pgd") and kind is not Kind.TORCH_MODEL:
+            raise UsageError(f"%mlsec probe: --attack {args.attack} needs gradients (a torch module); use "
+                             f"--attack blackbox{' or exact' if linear_form(model) else ''} for {args.expr}.")
+        params: dict[str, Any] = {"full": True, "attack": args.attack, "norm": args.norm}
+        if args.eps is not None:
+            try:
+                params["eps"] = check_eps([float(e) for e in args.eps.replace(",", " ").split()])
+            except ValueError:
+                raise UsageError(f"%mlsec probe: --eps must be positive numbers separated by commas, got "
+                                 f"{args.eps!r} (e.g. --eps 0.05,0.1,0.2).") from None
+        for name, value in (("rows", args.rows), ("steps", args.steps), ("seconds", args.seconds)):
+            if value is not None and value <= 0:
+                raise UsageError(f"%mlsec probe: --{name} must be positive, got {value:g}.")
+        if args.rows:
+            params["n_rows"] = args.rows
+        if args.steps:
+            params["steps"] = args.steps
+        data = self._probe_data(args, model)
+        train = Dataset(X=data["X"], y=data["y"], name=data["name"], role=Role.TRAIN)
+        test = None if data.get("X_test") is None else Dataset(X=data["X_test"], y=data["y_test"],
+                                                               name="held-out rows", role=Role.TEST)
+        artifact = Model(obj=model, name=args.expr, framework=framework_of(kind), train=train, test=test)
+        seconds = args.seconds or max(self._session.config.time_budget, 120.0)
+        card = self.extension.start_card([artifact], subject=f"{args.expr}: full evasion sweep",
+                                         only={"robustness.evasion": params}, seconds=seconds)
+        if card is None:
+            print(f"mlsec-jupyter: the evasion check does not apply to {args.expr}.")
+        return None
+
+    def _probe_data(self, args: argparse.Namespace, model: Any) -> dict[str, Any]:
+        """The rows to attack (``X_test``, ``y_test``) and, when known, the training data (for the data's
+        scale and class gap): the rows given on the line, else the held-out rows the model was seen with."""
+        known = self._session.fitted_on(model)
+        if args.data:
+            if len(args.data) != 2:
+                raise UsageError(f"%mlsec probe: give the rows to attack as X Y (features and labels), got "
+                                 f"{' '.join(args.data)!r}.")
+            X, y = self._value("probe", args.data[0]), self._value("probe", args.data[1])
+            train = known if known is not None and known.get("y") is not None else {"X": X, "y": y}
+            return {"X": train["X"], "y": train["y"], "X_test": X, "y_test": y,
+                    "name": f"{args.data[0]}, {args.data[1]}"}
+        if known is None or known.get("y") is None:
+            raise UsageError(f"%mlsec probe: mlsec-jupyter has not seen {args.expr} fitted on labelled data in "
+                             f"this session; give the rows to attack: %mlsec probe {args.expr} X_test y_test.")
+        return {**known, "name": "its training data"}
 
     def _evaluate(self, expr: str) -> Any:
         try:

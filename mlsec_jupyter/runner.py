@@ -18,10 +18,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .checks._models import one_openmp_thread
 from .checks.budget import Budget, CheckCancelled, CheckTimeout
 from .checks.registry import CheckSpec
 from .findings import CheckRun, CheckStatus, Finding, RiskCard
 
+#: Seconds between two card updates for the progress of one running check.
+PROGRESS_INTERVAL = 0.5
 #: Grace after the budget before the watchdog gives up on a check that never reached a checkpoint.
 TIMEOUT_GRACE = 0.5
 #: Rows a "slow" check looks at by default when it runs by itself (the card says it sampled).
@@ -42,6 +45,7 @@ class Task:
     spec: CheckSpec
     inputs: dict[str, Any]
     target: str = ""
+    seconds: float | None = None  # a time budget of its own (``%mlsec probe``), else the runner's
 
 
 @dataclass
@@ -99,7 +103,8 @@ def execute(task: Task, budget: Budget) -> Outcome:
     install_warning_filter()  # idempotent; drops only warnings raised in this thread while a check runs
     _quiet.active = True
     try:
-        findings = list(task.spec.func(**task.spec.accepted(task.inputs), budget=budget))
+        with one_openmp_thread():  # per thread: the user's own cells keep every core's threads
+            findings = list(task.spec.func(**task.spec.accepted(task.inputs), budget=budget))
         status, message = CheckStatus.DONE, ""
     except CheckCancelled:
         findings, status, message = [], CheckStatus.CANCELLED, "cancelled"
@@ -161,7 +166,7 @@ class Runner:
         if self._closed:
             raise RuntimeError("The runner was shut down; load the extension again.")
         self._ensure_threads()
-        jobs = [_Job(card, task, run, self._new_budget(task.spec.cost), on_update) for task, run in tasks]
+        jobs = [_Job(card, task, run, self._new_budget(task.spec.cost, task.seconds), on_update) for task, run in tasks]
         with self._lock:
             self._jobs.update(jobs)
         for job in jobs:
@@ -206,9 +211,9 @@ class Runner:
         self._threads.clear()
 
     # -- internals --------------------------------------------------------------------------------
-    def _new_budget(self, cost: str) -> Budget:
+    def _new_budget(self, cost: str, seconds: float | None = None) -> Budget:
         rows = min(self.max_rows, self.slow_max_rows) if cost == "slow" else self.max_rows
-        return Budget(seconds=self.seconds, max_rows=rows)
+        return Budget(seconds=seconds or self.seconds, max_rows=rows)
 
     def _ensure_threads(self) -> None:
         with self._lock:
@@ -243,6 +248,7 @@ class Runner:
             self._active.add(job)
             self._changed.notify_all()
         job.card.finish_run(job.run, CheckStatus.RUNNING)
+        job.budget.on_progress = self._progress_reporter(job)
         key = self._cache_key(job)
         outcome = (self.cache.get(key) if key is not None else None) or execute(job.task, job.budget)
         with self._lock:
@@ -253,6 +259,20 @@ class Runner:
             self.cache.put(key, outcome)
         self._finish(job, outcome)
         return True
+
+    @staticmethod
+    def _progress_reporter(job: _Job) -> Callable[[float, str], None]:
+        """Show a running check's progress on its card, at most every :data:`PROGRESS_INTERVAL` s."""
+        last = [0.0]
+
+        def report(fraction: float, text: str) -> None:
+            job.card.report_progress(job.run, fraction, text)
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL and not job.abandoned:
+                last[0] = now
+                job.on_update(job.card)
+
+        return report
 
     def _cache_key(self, job: _Job) -> Any:
         if self.cache is None:

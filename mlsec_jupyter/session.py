@@ -82,6 +82,17 @@ def _number(key: str, text: str, kind: type) -> Any:
         raise ValueError(f"{key} must be a {'whole ' if kind is int else ''}number, got {text!r}.") from None
 
 
+#: Inputs that are data (fingerprinted for the cache key); other plain inputs are settings.
+_DATA_INPUTS = frozenset({"X", "y", "X_test", "y_test", "model"})
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a plain Python value whose ``repr`` identifies it (for cache keys)."""
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or type(value) in (str, int, float, bool)
+
+
 class ResultCache:
     """Findings of checks already run on the same inputs (same objects, same sampled content)."""
 
@@ -96,9 +107,12 @@ class ResultCache:
         on its accountant's growing history and on the ledger, which identity cannot capture."""
         if "dp_state" in task.inputs:
             return None
-        parts = tuple((k, fingerprint(v)) for k, v in sorted(task.inputs.items())
-                      if k in task.spec.parameters and k in {"X", "y", "X_test", "y_test", "model"})
-        return (task.spec.id, parts)
+        used = {k: v for k, v in sorted(task.inputs.items()) if k in task.spec.parameters}
+        settings = {k: v for k, v in used.items() if k not in _DATA_INPUTS}  # eps=, attack=... of %mlsec probe
+        if not all(_plain(v) for v in settings.values()):
+            return None  # a setting we cannot key on (an array of ε...): never served from the cache
+        parts = tuple((k, fingerprint(v)) for k, v in used.items() if k in _DATA_INPUTS)
+        return (task.spec.id, parts, tuple((k, repr(v)) for k, v in settings.items()), task.seconds)
 
     def get(self, key: Any) -> Any:
         with self._lock:
@@ -191,6 +205,7 @@ class Session:
         self._ledger: Any = None
         self.dp_watch = AccountantWatch()
         self._data_keys: collections.OrderedDict[tuple, tuple[Any, str]] = collections.OrderedDict()
+        self._models: collections.OrderedDict[int, tuple[Any, dict[str, Any]]] = collections.OrderedDict()
         self.ledger_errors = 0
         self._recorded: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self.cards: collections.deque[RiskCard] = collections.deque(maxlen=64)
@@ -206,11 +221,13 @@ class Session:
         self.runner.workers = self.config.workers
 
     def prepare(self, artifacts: list[Artifact], *, subject: str | None = None, cell_id: str | None = None,
-                execution_count: int | None = None) -> tuple[RiskCard, Callable[[Callable[[RiskCard], None]], None]] | None:
+                execution_count: int | None = None, only: dict[str, dict[str, Any]] | None = None,
+                seconds: float | None = None) -> tuple[RiskCard, Callable[[Callable[[RiskCard], None]], None]] | None:
         """Make a card listing the checks that will run; ``launch(on_update)`` starts them.
 
         Returns ``None`` when no check applies. Split in two so the caller can display the card
-        before any worker can update it.
+        before any worker can update it. ``only`` keeps just the named checks and gives them extra
+        parameters (``{"robustness.evasion": {"attack": "pgd"}}``); ``seconds`` is their time budget.
         """
         for artifact in artifacts:
             if isinstance(artifact, DPTraining):
@@ -218,6 +235,11 @@ class Session:
                 artifact.run_id = f"{self.session_id}:{artifact.run_id}"
         tasks = plan(artifacts)
         _link_dp_models(artifacts, tasks)
+        if only is None:  # a probe's rows (%mlsec probe MODEL X Y) are not what the model was fitted on
+            self._remember_models(artifacts)
+        else:
+            tasks = [Task(t.spec, {**t.inputs, **only[t.spec.id]}, t.target, seconds)
+                     for t in tasks if t.spec.id in only]
         if not tasks:
             return None
         card = RiskCard(subject or subject_of(artifacts), cell_id=cell_id, execution_count=execution_count)
@@ -229,6 +251,33 @@ class Session:
             self.runner.submit(card, list(zip(tasks, runs)), self._recording(on_update))
 
         return card, launch
+
+    def _remember_models(self, artifacts: list[Artifact]) -> None:
+        """Remember (weakly: nothing here keeps a model or its data alive) what each model was fitted
+        and evaluated on, so ``%mlsec probe MODEL`` can find its data later."""
+        for a in artifacts:
+            if not isinstance(a, Model) or a.train is None:
+                continue
+            parts = {"X": a.train.X, "y": a.train.y,
+                     "X_test": None if a.test is None else a.test.X, "y_test": None if a.test is None else a.test.y}
+            try:
+                refs = {k: (None if v is None else weakref.ref(v)) for k, v in parts.items()}
+                model = weakref.ref(a.obj)
+            except TypeError:  # lists and other objects without weak references: not remembered
+                continue
+            with self._lock:
+                self._models[id(a.obj)] = (model, refs)
+                while len(self._models) > 32:
+                    self._models.popitem(last=False)
+
+    def fitted_on(self, model: Any) -> dict[str, Any] | None:
+        """The data ``model`` was last seen fitted on (``X``, ``y``, ``X_test``, ``y_test``), or ``None``."""
+        with self._lock:
+            known = self._models.get(id(model))
+        if known is None or known[0]() is not model:
+            return None
+        data = {k: (None if r is None else r()) for k, r in known[1].items()}
+        return data if data["X"] is not None else None
 
     def data_key(self, X: Any) -> str:
         """The privacy-ledger key of training data: :func:`provenance.fingerprint` of its content,

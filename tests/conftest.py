@@ -52,3 +52,17 @@ def run(ip, code: str):
     with capture_output() as cap:
         result = ip.run_cell(code, store_history=True)
     return result, cap.outputs, cap.stdout, cap.stderr
+
+
+def one_logit_model(n: int = 300):
+    """A torch classifier with a single output logit (a sigmoid classifier) that is right on every row:
+    ``(X, y, net)`` with ``y = X[:, 0] > 0`` and ``net(x) = 5·x[0]``."""
+    import numpy as np
+    import torch
+
+    X = np.random.default_rng(0).normal(size=(n, 5)).astype(np.float32)
+    net = torch.nn.Linear(5, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[5.0, 0, 0, 0, 0]]))
+        net.bias.zero_()
+    return X, (X[:, 0] > 0).astype(np.int64), net

@@ -67,6 +67,16 @@ def _torch_fingerprint(t: Any) -> tuple:
             t._version, grad, _digest(raw.numpy().tobytes()))
 
 
+def _module_fingerprint(m: Any) -> tuple:
+    """A torch module's parameters and buffers (content, requires_grad, ``.grad``, version), every
+    submodule's train/eval flag and how many hooks each holds (reliability R10)."""
+    tensors = tuple((name, _torch_fingerprint(t)) for name, t in [*m.named_parameters(), *m.named_buffers()])
+    modes = tuple(sub.training for sub in m.modules())
+    hooks = tuple(tuple(sorted((k, len(v)) for k, v in vars(sub).items() if "hooks" in k and isinstance(v, dict)))
+                  for sub in m.modules())
+    return ("module", type(m).__name__, tensors, modes, hooks)
+
+
 def _sparse_fingerprint(m: Any) -> tuple:
     parts = [getattr(m, name, None) for name in ("data", "indices", "indptr", "row", "col", "offsets")]
     digests = tuple(None if p is None else _digest(np.ascontiguousarray(p).tobytes()) for p in parts
@@ -84,6 +94,8 @@ def fingerprint(obj: Any) -> tuple:
         return _pandas_fingerprint(obj)
     if module.startswith("torch") and "Tensor" in {c.__name__ for c in tp.__mro__}:
         return _torch_fingerprint(obj)
+    if "torch.nn.modules.module.Module" in {f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__}:
+        return _module_fingerprint(obj)
     if module.startswith("scipy.sparse"):
         return _sparse_fingerprint(obj)
     if isinstance(obj, types.GeneratorType):

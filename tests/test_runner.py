@@ -259,3 +259,34 @@ def test_no_check_swaps_the_global_warning_filters():
             if isinstance(node, ast.Attribute) and node.attr in {"catch_warnings", "simplefilter", "filterwarnings"}:
                 offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_a_long_check_shows_its_progress_on_the_running_card(checks):
+    from mlsec_jupyter.render import card_bundle
+
+    release = threading.Event()
+    seen = []
+
+    def long(*, X, budget):
+        budget.progress(0.5, "half way <b>")
+        release.wait(5)
+        return [Finding("t.long", "info", "done")]
+
+    def on_update(card):
+        seen.append((card.to_dict(), card_bundle(card)["text/html"]))
+        release.set()  # the first update is the progress report: let the check finish
+
+    spec = checks("t.long", long)
+    card = RiskCard("progress")
+    runner = Runner(1)
+    try:
+        runner.submit(card, [(Task(spec, {"X": X}, "X"), card.expect(spec.id, "X"))], on_update)
+        assert runner.wait(10)
+    finally:
+        runner.shutdown()
+    running, page = seen[0]
+    assert running["status"] == "running" and running["progress"] == 0.5
+    assert running["checks"][0]["progress"] == 0.5 and running["checks"][0]["message"] == "half way <b>"
+    assert "t.long (50%: half way &lt;b&gt;)" in page
+    final = seen[-1][0]
+    assert final["status"] == "done" and final["checks"][0]["progress"] == 1.0 and final["checks"][0]["message"] == ""

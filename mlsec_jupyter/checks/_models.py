@@ -17,16 +17,31 @@ Nothing here imports torch at module level.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..artifacts import class_has, mro_names
 from .budget import Budget
 
-#: Rows per forward pass.
+#: Rows per forward pass, at most, and input values per batch, at most (wide rows get smaller batches:
+#: a 3×224×224 image is 150,528 values, so 27 rows a batch; keeps a probe's memory near 16 MB an input).
 BATCH_ROWS = 1024
+BATCH_CELLS = 1 << 22
+
+
+def rows_per_batch(row_size: int, limit: int = BATCH_ROWS) -> int:
+    """How many rows of ``row_size`` values one batch may hold (at least 1)."""
+    return max(1, min(limit, BATCH_CELLS // max(int(row_size), 1)))
+
+
+def two_columns(logits: np.ndarray) -> np.ndarray:
+    """A single binary logit ``z`` as the two logits ``[0, z]``; other outputs unchanged."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        return np.hstack([np.zeros_like(logits), logits])
+    return logits
 _TORCH_MODULE = "torch.nn.modules.module.Module"
 
 
@@ -59,6 +74,44 @@ def private_torch_copy(model: Any) -> Any:
             if "hooks" in name and isinstance(value, dict):
                 value.clear()
     twin.eval()
+    return twin
+
+
+@contextlib.contextmanager
+def one_openmp_thread() -> Iterator[None]:
+    """Run OpenMP work (torch's intra-op threads, scikit-learn's prange loops) on one thread *of the
+    calling thread*; the runner wraps every check in it, so a background check uses one core.
+
+    OpenMP's thread count is a per-thread setting (``omp_set_num_threads`` changes the caller's ICV
+    only), and threadpoolctl restores it on exit, so the user's thread and torch's settings elsewhere
+    are untouched. Measured on the shared two-core test machine with one core busy: the digits MLP
+    inversion took 9.5 s with torch's default two threads (every step waits for a descheduled
+    OpenMP thread) against 0.19 s on one; on an idle machine one thread is as fast (0.16 s vs 0.43 s).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+def seeded_clone(model: Any, rng: np.random.Generator) -> Any:
+    """``sklearn.base.clone(model)`` (unfitted; the user's object is never fitted) whose unset
+    ``random_state`` parameters, nested ones too, get seeds from ``rng``: with ``random_state=None``
+    scikit-learn draws from the global numpy RNG, which must stay untouched."""
+    from sklearn.base import clone
+
+    twin = clone(model)
+    try:
+        params = twin.get_params(deep=True)
+    except Exception:
+        return twin
+    seeds = {k: int(rng.integers(2**31 - 1)) for k, v in sorted(params.items())
+             if (k == "random_state" or k.endswith("__random_state")) and v is None}
+    if seeds:
+        twin.set_params(**seeds)
     return twin
 
 
@@ -104,11 +157,13 @@ class ModelProbe:
         """Predicted classes: labels from ``predict`` for estimators, argmax indices for torch."""
         if self.is_torch:
             return self.outputs(rows, budget)[1].argmax(axis=1)
-        return np.asarray(self._model.predict(self._estimator_input(rows))).reshape(-1)
+        return np.asarray(self._model.predict(self.estimator_input(rows))).reshape(-1)
 
     def outputs(self, rows: np.ndarray, budget: Budget | None = None,
                 representation: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
-        """(penultimate representation or ``None``, logits) of a torch model, in batches."""
+        """(penultimate representation or ``None``, logits) of a torch model, in batches of at most
+        :data:`BATCH_CELLS` values. A model with one output (a binary classifier ending in a sigmoid's
+        logit ``z``) gets the two columns ``[0, z]``, so the argmax is the class and softmax is sigmoid."""
         import torch
 
         dtype = next((p.dtype for p in self._model.parameters() if p.is_floating_point()), torch.float32)
@@ -120,12 +175,15 @@ class ModelProbe:
         logits: list[np.ndarray] = []
         try:
             with torch.no_grad():
-                for start in range(0, len(rows), BATCH_ROWS):
+                step = rows_per_batch(int(np.prod(self.row_shape)))
+                for start in range(0, len(rows), step):
                     if budget is not None:
                         budget.checkpoint()
-                    chunk = rows[start:start + BATCH_ROWS].reshape((-1, *self.row_shape))
+                    chunk = rows[start:start + step].reshape((-1, *self.row_shape))
                     out = self._model(torch.as_tensor(np.ascontiguousarray(chunk), dtype=dtype))
-                    logits.append(out.detach().double().reshape(len(chunk), -1).numpy())
+                    if isinstance(out, (tuple, list)):  # (logits, extras) models: the first is the logits
+                        out = out[0]
+                    logits.append(two_columns(out.detach().double().reshape(len(chunk), -1).numpy()))
                     if seen:
                         reps.append(seen.pop().detach().double().reshape(len(chunk), -1).numpy())
         finally:
@@ -134,7 +192,7 @@ class ModelProbe:
         rep = np.concatenate(reps) if reps else None
         return rep, np.concatenate(logits) if logits else np.empty((0, 0))
 
-    def _estimator_input(self, rows: np.ndarray) -> Any:
+    def estimator_input(self, rows: np.ndarray) -> Any:
         if self.columns is None:
             return rows.reshape((-1, *self.row_shape)) if len(self.row_shape) > 1 else rows
         import pandas as pd
@@ -155,9 +213,9 @@ def probe_for(model: Any, X: Any, numeric: bool) -> tuple[ModelProbe | None, str
     shape = getattr(type(X), "__module__", "")
     columns = None
     if shape.startswith("pandas"):
-        columns = [str(c) for c in getattr(X, "columns", [])] or None
-        if columns is not None and [str(c) for c in X.columns] != list(X.columns):
-            return None, "the DataFrame's column names are not all strings"
+        names = list(getattr(X, "columns", []))
+        # scikit-learn records feature names only when all are strings; otherwise it takes arrays
+        columns = [str(c) for c in names] if names and all(isinstance(c, str) for c in names) else None
     row_shape = _row_shape(X)
     if row_shape is None:
         return None, f"the row shape of {type(X).__name__} is unknown"

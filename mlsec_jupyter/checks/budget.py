@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -32,6 +33,8 @@ class Budget:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
+    #: Set by the runner: called with (fraction done, what is being done) by :meth:`progress`.
+    on_progress: Callable[[float, str], None] | None = None
 
     def rng(self) -> np.random.Generator:
         """A fresh private generator; the same seed gives the same sample every run."""
@@ -63,6 +66,16 @@ class Budget:
         idx = np.sort(self.rng().choice(n_rows, size=self.max_rows, replace=False))
         self.note(f"sampled {self.max_rows:,} of {n_rows:,} {what}")
         return idx
+
+    def progress(self, fraction: float, text: str = "") -> None:
+        """Report how far a long check is (0–1) and what it is doing; a no-op outside the runner.
+        Also a :meth:`checkpoint`."""
+        self.checkpoint()
+        if self.on_progress is not None:
+            try:
+                self.on_progress(min(max(float(fraction), 0.0), 1.0), text)
+            except Exception:  # a display hiccup must not fail the check
+                pass
 
     def note(self, text: str) -> None:
         if text not in self.notes:

@@ -24,6 +24,9 @@ Design rules (DESIGN.md "The risk-card bundle"; reliability note S1, S3, Q10):
   allowlist; tested in tests/test_render.py). A mask that is not exactly
   a list of equal-length lists of 0/1 ints/bools, is too big, is empty, or would take more than
   :data:`MAX_TRIGGER_RECTS` blocks is not drawn (it stays in the metrics table, abbreviated).
+* Line plots, gauges and image grids a finding asks for in its metrics (``plot``, ``gauge``,
+  ``images``) are drawn by :mod:`mlsec_jupyter.render.plots` with the same ``<div>`` technique and
+  never listed in the metrics table.
 * Output size is bounded: long strings are cut, lists abbreviated, at most
   :data:`MAX_FINDINGS` findings / :data:`MAX_METRICS` metrics each / :data:`MAX_RUN_LINES` run
   lines are shown, and each section stops at its byte budget with a "+N more" line.
@@ -39,7 +42,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..findings import CheckStatus, Severity
-from .plots import gauge, line_plot
+from .plots import gauge, image_grid, line_plot
 from .text import (
     KEY_LIMIT,
     LABEL_LIMIT,
@@ -164,12 +167,21 @@ def _card_colours(findings: list["Finding"], running: bool,
     return _CLEAN, "NO ISSUES"
 
 
+def _running_text(run: "CheckRun") -> str:
+    """``robustness.evasion (40%: PGD at ε 0.1)`` for a check that reports progress, else its id."""
+    name = clean_text(run.check, LABEL_LIMIT)
+    if run.status is CheckStatus.RUNNING and (run.progress > 0 or run.message):
+        detail = f"{100 * run.progress:.0f}%" + (f": {clean_text(run.message, LABEL_LIMIT)}" if run.message else "")
+        return f"{name} ({detail})"
+    return name
+
+
 def _progress_bar(card: "RiskCard", colour: str) -> str:
     pct = max(0.0, min(100.0, float(card.progress) * 100.0))
     running = [r for r in card.runs if not r.status.finished]
     waiting = ""
     if running:
-        names = ", ".join(clean_text(r.check, LABEL_LIMIT) for r in running[:4])
+        names = ", ".join(_running_text(r) for r in running[:4])
         more = f" +{len(running) - 4} more" if len(running) > 4 else ""
         waiting = (f'<div class="mlsec-waiting" style="margin-top:4px;font-size:11.5px;{_MUTED}">'
                    f"Still running: {_user(names, 'mlsec-waiting-checks', TEXT_LIMIT)}{_esc(more)}</div>")
@@ -339,9 +351,10 @@ def _evidence(f: "Finding") -> str:
     if picture:
         parts.append(picture)
         metrics.pop("trigger_mask", None)  # drawn above; as text it is only noise
-    drawn = [p for p in (gauge(metrics), line_plot(metrics, _SEVERITY_COLOURS[f.severity][0])) if p]
+    drawn = [p for p in (gauge(metrics), line_plot(metrics, _SEVERITY_COLOURS[f.severity][0]),
+                         image_grid(metrics)) if p]
     parts += drawn
-    for key in ("plot", "gauge"):  # plot instructions, not evidence
+    for key in ("plot", "gauge", "images"):  # plot instructions, not evidence
         metrics.pop(key, None)
     if metrics:
         parts.append(_metrics_table(metrics))

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
+from .._models import seeded_clone
 from .._tabular import n_samples
 from ..budget import Budget, CheckTimeout
 from ..registry import register_check
@@ -562,21 +563,6 @@ def lira_offline_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, out_mask
     return (target_phi - mean) / sigma, has
 
 
-def _seeded_clone(clone: Any, model: Any, rng: np.random.Generator) -> Any:
-    """An unfitted clone whose unset ``random_state`` parameters (nested ones too) get seeds from ``rng``:
-    with ``random_state=None`` scikit-learn draws from the global numpy RNG, which must stay untouched."""
-    twin = clone(model)
-    try:
-        params = twin.get_params(deep=True)
-    except Exception:
-        return twin
-    seeds = {k: int(rng.integers(2**31 - 1)) for k, v in sorted(params.items())
-             if (k == "random_state" or k.endswith("__random_state")) and v is None}
-    if seeds:
-        twin.set_params(**seeds)
-    return twin
-
-
 def _concat(a: Any, b: Any) -> Any:
     """Rows of ``a`` then rows of ``b`` (two row subsets of the user's data, same kind)."""
     module = _module(a)
@@ -607,8 +593,6 @@ def _shadow_attack(model: Any, mode: str, X_test: Any, y_test: Any, n_test: int,
     the evaluated members join the pool (standard LiRA: shadows nearer the target's training size); each
     row, member or not, is then scored only against the shadows that did not train on it.
     """
-    from sklearn.base import clone
-
     start = time.monotonic()
     if n_test > MAX_SHADOW_POOL:
         others = np.setdiff1d(np.arange(n_test), non_idx)
@@ -647,7 +631,7 @@ def _shadow_attack(model: Any, mode: str, X_test: Any, y_test: Any, n_test: int,
         if len(np.unique(y_fit)) < 2:
             continue
         try:
-            shadow = _seeded_clone(clone, model, rng).fit(X_fit, y_fit)
+            shadow = seeded_clone(model, rng).fit(X_fit, y_fit)
             sm = sklearn_stats(shadow, Xm, ym, mode)
             sn = sklearn_stats(shadow, Xn, yn, mode)
         except Exception as exc:  # a clone that cannot be refitted (custom estimators...)
