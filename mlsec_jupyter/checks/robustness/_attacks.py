@@ -129,7 +129,10 @@ def torch_attack(module: Any, row_shape: tuple[int, ...], x0: np.ndarray, labels
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
     for start in range(0, n, batch):
         rows = x0[start:start + batch]
-        lo_b, hi_b = box(rows, lower, upper)
+        if np.all(rows >= lower) and np.all(rows <= upper):  # the usual case: one range for every row
+            lo_b, hi_b = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+        else:
+            lo_b, hi_b = box(rows, lower, upper)
         xa = torch.as_tensor(rows, dtype=dtype)
         lo, hi = _bound(lo_b, dtype), _bound(hi_b, dtype)
         if isinstance(lo, float) != isinstance(hi, float):  # torch.clamp takes two numbers or two tensors
@@ -142,12 +145,15 @@ def torch_attack(module: Any, row_shape: tuple[int, ...], x0: np.ndarray, labels
         for k in range(steps + 1):
             if budget is not None:
                 budget.checkpoint()
-            x = torch.clamp(xa + (t if ones else u * t), lo, hi).requires_grad_(True)
+            x = torch.clamp(xa + (t if ones else u * t), lo, hi)
+            if k == steps:  # the last iterate is only judged: no graph
+                with torch.no_grad():
+                    wrong = _logits_2d(module(x.reshape(-1, *row_shape))).argmax(dim=1) != ya
+                break
+            x.requires_grad_(True)
             with torch.enable_grad():
                 out = _logits_2d(module(x.reshape(-1, *row_shape)))
                 wrong = (out.argmax(dim=1) != ya).detach()
-                if k == steps:
-                    break
                 (g,) = torch.autograd.grad(loss_fn(out, ya), x)
             if not ones:
                 g = g * u
@@ -163,7 +169,7 @@ def torch_attack(module: Any, row_shape: tuple[int, ...], x0: np.ndarray, labels
                     break
                 if keep.float().mean() < COMPACT_BELOW:  # gathering 7 tensors costs; do it in bulk
                     active, g, point, xa, ya = (v[keep] for v in (active, g, point, xa, ya))
-                    lo, hi = (b if isinstance(b, float) else b[keep] for b in (lo, hi))
+                    lo, hi = (b if isinstance(b, float) or b.dim() == 1 else b[keep] for b in (lo, hi))
             # step from the clipped point: budget spent pushing against the data range is given back
             # (matters for L2 on images, where many pixels sit at the range's ends)
             t = point - xa if ones else (point - xa) / u
