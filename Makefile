@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/privacy_accounting.py
 	$(PY) bench/privacy_membership.py
 	$(PY) bench/robustness.py
+	$(PY) bench/supply.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

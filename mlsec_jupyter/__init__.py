@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "Finding", "RiskCard", "Severity", "scan_data", "scan_model", "run_check",
+    "Finding", "RiskCard", "Severity", "scan_data", "scan_model", "scan_file", "run_check",
     "load_ipython_extension", "unload_ipython_extension", "privacy", "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import run_check, scan_data, scan_model
+    from .api import run_check, scan_data, scan_file, scan_model
     from .findings import Finding, RiskCard, Severity
 
 _LAZY = {
     "Finding": "findings", "RiskCard": "findings", "Severity": "findings",
-    "scan_data": "api", "scan_model": "api", "run_check": "api",
+    "scan_data": "api", "scan_model": "api", "scan_file": "api", "run_check": "api",
 }
 
 

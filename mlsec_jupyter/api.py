@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .artifacts import Dataset, Kind, Model, Role, classify, framework_of
+from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, framework_of
 from .checks.budget import Budget
 from .checks.registry import run_check
 from .findings import CheckStatus, RiskCard
 from .runner import execute, with_target
 from .session import plan, subject_of
 
-__all__ = ["scan_data", "scan_model", "run_check"]
+__all__ = ["scan_data", "scan_model", "scan_file", "run_check"]
 
 
 def _run(card: RiskCard, artifacts: list[Any], seconds: float, max_rows: int) -> RiskCard:
@@ -58,3 +58,19 @@ def scan_model(model: Any, X_train: Any = None, y_train: Any = None, X_test: Any
                                                   role=Role.TRAIN, test=test)
     artifact = Model(obj=model, name=name, framework=framework_of(kind), train=train, test=test)
     return _run(RiskCard(subject_of([artifact])), [artifact], time_budget, sample_size)
+
+
+def scan_file(path: Any, *, loader: str | None = None, time_budget: float = 120.0) -> RiskCard:
+    """Scan a model file (pickle, joblib, torch checkpoint, .npy/.npz) for code it would run when loaded,
+    without loading it: the ``supply.pickle`` allowlist scanner. ``loader`` names the function that will
+    load it (``"torch.load"``...), for advice that fits.
+
+    >>> card = scan_file("model.pt")  # doctest: +SKIP
+    >>> card.findings[0].metrics["unsafe_globals"]  # doctest: +SKIP
+    []
+    """
+    import os
+
+    name = os.fspath(path)
+    artifact = ModelFile(path=os.path.abspath(name), loader=loader or "", name=name)
+    return _run(RiskCard(name), [artifact], time_budget, 200_000)

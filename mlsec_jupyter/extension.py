@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import Artifact, DPTraining
+from .artifacts import Artifact, DPTraining, ModelFile
 from .findings import RiskCard
 from .preflight import Preflight, preflight
 from .runner import install_warning_filter, remove_warning_filter
@@ -119,6 +119,7 @@ class Extension:
         self.blocked_reason = ""
         self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
         self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
+        self._scanned: set[str] = set()  # model files the running cell's pre-run check already scanned
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:
@@ -180,7 +181,9 @@ class Extension:
         if self._preflight is not None and self._preflight[0] == source:
             return self._preflight[1]  # pre_run_cell transforms the same source again
         intent = parse_cell(source)
-        checked = preflight(intent, self.shell.user_ns, self.session) if intent.torch_training else Preflight()
+        checked = (preflight(intent, self.shell.user_ns, self.session) if intent.torch_training or intent.file_loads
+                   else Preflight())
+        self._scanned = checked.scanned
         self._preflight = (source, checked)
         self._preflight_card = checked if checked.findings else None
         return checked
@@ -250,6 +253,8 @@ class Extension:
         if pending is not None:
             changed = pending.snapshot.changed(ns, also=pending.intent.touched)
             artifacts = self.session.assembler.build(pending.intent, changed, ns, force=pending.force)
+            scanned, self._scanned = self._scanned, set()  # already on the card shown before the cell ran
+            artifacts = [a for a in artifacts if not (isinstance(a, ModelFile) and _absolute(a.path) in scanned)]
         artifacts += self._dp_progress(ns, artifacts)
         if artifacts:
             self.start_card(artifacts, cell_id=pending.cell_id if pending is not None else self._cell_id,
@@ -320,6 +325,10 @@ def _audit_dir() -> Path:
 def current() -> Extension | None:
     """The loaded extension, if any."""
     return _STATE
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def load(shell: Any) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .artifacts import Dataset, Kind, Model, Role, classify, features_of, framework_of
+from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, features_of, framework_of
 from .checks.registry import all_checks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,6 +24,8 @@ Usage:
   %mlsec on | off               watch every cell / stop watching (off also cancels running checks)
   %mlsec scan EXPR [LABELS]     check a dataset (EXPR, optional labels LABELS) or a fitted model now
   %mlsec checks                 list the registered checks
+  %mlsec scanfile PATH          scan a model file (pickle, joblib, torch, .npy/.npz) for code it would
+                                run when loaded, without loading it
   %mlsec probe MODEL [X Y] [--eps E1,E2,...] [--attack auto|fgsm|pgd|exact|blackbox]
                 [--norm linf|l2] [--rows N] [--steps N] [--seconds S]
                                 the full evasion sweep on MODEL in the background, with progress on
@@ -35,7 +37,9 @@ Usage:
                                 the slow checks: label flips, outliers), auto (on/off),
                                 min_severity (info/low/medium/high/critical), audit (on/off), workers,
                                 budget_policy (warn/block: a DP training that would exceed a
-                                privacy budget gets a warning card, or does not run)
+                                privacy budget gets a warning card, or does not run),
+                                file_policy (warn/block: a cell loading an unsafe model file gets a
+                                card before it runs, or does not run)
   %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
   %mlsec cancel                 cancel running checks
   %mlsec sign VAR [LABELS] [--key KEYFILE] [--out MANIFEST]
@@ -96,6 +100,8 @@ def _parser() -> _Parser:
     budget = sub.add_parser("budget")
     budget.add_argument("expr")
     budget.add_argument("words", nargs="*")
+    scanfile = sub.add_parser("scanfile")
+    scanfile.add_argument("path")
     probe = sub.add_parser("probe")
     probe.add_argument("expr")
     probe.add_argument("data", nargs="*")
@@ -211,6 +217,14 @@ class MlsecMagics(Magics):
         card = self.extension.start_card([artifact])
         if card is None:
             print(f"mlsec-jupyter: no registered check applies to {args.expr} yet.")
+        return None
+
+    def _cmd_scanfile(self, args: argparse.Namespace) -> Any:
+        path = Path(args.path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"%mlsec scanfile: {args.path!r} is not a file (looked in {Path.cwd()}).")
+        artifact = ModelFile(path=str(path.resolve()), loader="", name=args.path)
+        self.extension.start_card([artifact], subject=f"model file {args.path}")
         return None
 
     def _cmd_probe(self, args: argparse.Namespace) -> Any:

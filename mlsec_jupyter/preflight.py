@@ -2,6 +2,13 @@
 
 A cell's source is known before it runs; some risks are cheaper to stop than to report:
 
+* **Model files** (issue 6): a cell that loads a file with a loader that can run code from it
+  (``pickle.load``, ``joblib.load``, ``torch.load``, ``np.load(allow_pickle=True)``, ``pd.read_pickle``…) when
+  the path is a literal (also ``open("m.pkl")``, ``Path(...)``, ``os.path.join`` of literals, a ``with
+  open(...) as f`` the call reads) or a name bound to a path or an open file. The file is scanned by the
+  ``supply.pickle`` allowlist scanner (never unpickled) before the cell runs; with ``file_policy=block`` an
+  unsafe file that the loader would execute stops the cell. Loads inside functions the cell calls are not
+  visible in its source and are not scanned before they run (README, "Limits").
 * **DP budget** (issue 4): a cell that trains with DP-SGD on data that has a privacy budget. The
   planned spend is the accountant's history so far plus ``epochs × round(1/q)`` more steps (one
   epoch of Poisson sampling at rate ``q`` is ``1/q`` expected steps) at the optimizer's noise
@@ -32,14 +39,78 @@ class Preflight:
     findings: list[Finding] = field(default_factory=list)
     block: str | None = None
     subject: str = "before this cell runs"
+    scanned: set[str] = field(default_factory=set)  # absolute paths of the model files scanned
 
 
 def preflight(intent: CellIntent, ns: Mapping[str, Any], session: Any) -> Preflight:
     """Every pre-run check that applies to this cell (see the module docstring)."""
     result = Preflight()
+    if intent.file_loads:
+        _model_files(intent, ns, session, result)
     if intent.torch_training:
         _dp_budget(intent, ns, session, result)
     return result
+
+
+#: Loaders that run code from the file they read (``torch.load`` only with ``weights_only=False``).
+_EXECUTING = {"pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load", "pd.read_pickle",
+              "pandas.read_pickle", "np.load", "numpy.load"}
+
+
+def _path_of(call: Any, ns: Mapping[str, Any]) -> str | None:
+    """The file a load call reads: its literal path, or the path / open file its first argument names."""
+    import os
+
+    if call.path:
+        return os.path.abspath(os.path.expanduser(call.path))
+    name = call.args[0] if call.args else None
+    value = ns.get(name) if name else None
+    if isinstance(value, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(value))
+    if type(value).__module__ in ("_io", "io") and isinstance(getattr(value, "name", None), str):
+        return os.path.abspath(value.name)  # an open file (only the standard io classes are asked)
+    return None
+
+
+def executes_code(call: Any) -> bool:
+    """Whether the loader runs code from the file: every pickle loader, and ``torch.load`` when called
+    with ``weights_only=False`` (its default is the restricted unpickler since torch 2.6)."""
+    if call.func.endswith("torch.load"):
+        return call.keywords.get("weights_only") is False
+    return call.func in _EXECUTING
+
+
+def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: Preflight) -> None:
+    from .checks.budget import Budget
+    from .checks.registry import get_check
+
+    spec = get_check("supply.pickle")
+    policy = getattr(session.config, "file_policy", "warn")
+    for call in intent.file_loads:
+        path = _path_of(call, ns)
+        if path is None or path in result.scanned:
+            continue
+        result.scanned.add(path)
+        budget = Budget(seconds=session.config.time_budget)
+        findings = list(spec.func(path=path, loader=call.func, budget=budget))
+        runs_code = executes_code(call)
+        for f in findings:
+            result.findings.append(f)
+        if call.func.endswith("torch.load") and runs_code:
+            result.findings.append(Finding(
+                "supply.pickle", Severity.MEDIUM, "torch.load(..., weights_only=False) runs any code in the file",
+                f"{call.source} turns off torch's restricted unpickler, so loading runs whatever the file's pickle "
+                f"calls.", metrics={"globals": [], "unsafe_globals": [], "format": "", "loader": call.func},
+                recommendation="Drop weights_only=False (torch ≥ 2.6 loads tensors and state_dicts safely by "
+                               "default) and load a state_dict into a model built in code; or re-save as "
+                               "safetensors."))
+        unsafe = [f for f in findings if f.metrics.get("verdict") == "unsafe"]
+        if unsafe and runs_code and policy == "block":
+            first = unsafe[0]
+            result.block = (f"mlsec-jupyter blocked this cell before it ran: {first.title}. "
+                            f"{first.recommendation} To run it anyway: %mlsec config file_policy=warn.")
+    if result.scanned:
+        result.subject = "model file(s) scanned before this cell runs: " + ", ".join(sorted(result.scanned))
 
 
 def _int_value(expr: int | str, ns: Mapping[str, Any]) -> int | None:

@@ -24,7 +24,7 @@ from .watch.dp import AccountantWatch
 from .watch.fingerprint import fingerprint
 
 #: Settings that take one of a few words.
-_CHOICES = {"budget_policy": ("warn", "block")}
+_CHOICES = {"budget_policy": ("warn", "block"), "file_policy": ("warn", "block")}
 _BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 
 
@@ -40,6 +40,7 @@ class Config:
     audit: bool = True  # append findings to .mlsec/audit.jsonl
     workers: int = default_workers()
     budget_policy: str = "warn"  # a DP training that would exceed a privacy budget: warn (card) or block (cell not run)
+    file_policy: str = "warn"  # an unsafe model file a cell would load: warn (card, cell runs) or block (not run)
 
     def set(self, key: str, value: str) -> None:
         """Set one key from text, validating it; raises ``ValueError`` with a fix-it message."""

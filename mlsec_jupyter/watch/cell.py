@@ -7,6 +7,7 @@ trigger words is not parsed at all, so ordinary cells cost a regex search.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -109,6 +110,7 @@ class _Visitor(ast.NodeVisitor):
     def __init__(self, source: str, intent: CellIntent) -> None:
         self.source = source
         self.intent = intent
+        self._open_files: dict[str, str] = {}  # ``with open("m.pkl", "rb") as f`` → {"f": "m.pkl"}
         self._pending_targets: list[str] = []
         self._saw_backward = False
         self._saw_step = False
@@ -155,6 +157,15 @@ class _Visitor(ast.NodeVisitor):
         self.intent.names.add(node.id)
         if isinstance(node.ctx, ast.Store):
             self.intent.bound.add(node.id)
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            path = _literal_path(item.context_expr)
+            if path is not None and isinstance(item.optional_vars, ast.Name):
+                self._open_files[item.optional_vars.id] = path
+        self.generic_visit(node)
+
+    visit_AsyncWith = visit_With
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         inner = [n for stmt in node.body for n in ast.walk(stmt)]
@@ -206,12 +217,34 @@ class _Visitor(ast.NodeVisitor):
             if kw.arg and isinstance(kw.value, ast.Constant):
                 keywords[kw.arg] = kw.value.value
         path = None
-        if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-            path = node.args[0].value
-        elif isinstance(keywords.get("f"), str):
+        if node.args:
+            first = node.args[0]
+            path = _literal_path(first)
+            if path is None and isinstance(first, ast.Name):
+                path = self._open_files.get(first.id)
+            if path is None and isinstance(first, ast.Call) and _dotted(first.func) in _PATH_CALLS and first.args \
+                    and isinstance(first.args[0], ast.Name):
+                args[0] = first.args[0].id  # open(p, "rb"): the path is what ``p`` holds
+        if path is None and isinstance(keywords.get("f"), str):
             path = str(keywords["f"])
         segment = ast.get_source_segment(self.source, node) or func
         return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords)
+
+
+_PATH_CALLS = {"open", "io.open", "Path", "pathlib.Path", "os.path.join", "gzip.open", "bz2.open", "lzma.open"}
+
+
+def _literal_path(node: ast.AST) -> str | None:
+    """The file a literal names: ``"m.pkl"``, ``open("m.pkl", "rb")``, ``Path("m.pkl")``,
+    ``os.path.join("models", "m.pkl")`` (every part a literal); ``None`` otherwise."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Call) and _dotted(node.func) in _PATH_CALLS and node.args:
+        if _dotted(node.func) == "os.path.join":
+            parts = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            return os.path.join(*parts) if len(parts) == len(node.args) else None
+        return _literal_path(node.args[0])
+    return None
 
 
 _WRAPPERS = {"tqdm", "trange", "enumerate", "iter", "list"}

@@ -1,0 +1,574 @@
+"""supply.pickle: the static pickle scanner (reliability §2, bypass corpus P1–P16).
+
+Every malicious file is assembled here from raw opcodes and written to a temp folder; nothing is ever
+unpickled. An audit hook (P16) checks that scanning imports nothing, runs nothing and opens no socket.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import sys
+import time
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlsec_jupyter.checks.registry import run_check
+from mlsec_jupyter.checks.supply._pickle import Limits
+from mlsec_jupyter.checks.supply.pickle_scan import scan_path, torch_advisories
+from mlsec_jupyter.findings import Severity
+
+
+# --------------------------------------------------------------------------------------------------
+# hand assembly of pickles
+# --------------------------------------------------------------------------------------------------
+def su(s: str) -> bytes:
+    """SHORT_BINUNICODE."""
+    b = s.encode()
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+def glob(module: str, name: str) -> bytes:
+    """GLOBAL (protocol 0 spelling, valid in every protocol)."""
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def call(module: str, name: str, arg: str = "id") -> bytes:
+    """A protocol 2 pickle calling module.name(arg): the classic payload."""
+    return b"\x80\x02" + glob(module, name) + b"X" + struct.pack("<I", len(arg)) + arg.encode() + b"\x85R."
+
+
+def stack_call(module: str, name: str) -> bytes:
+    return b"\x80\x04" + su(module) + su(name) + b"\x93" + su("id") + b"\x85R."
+
+
+EVIL = call("os", "system")
+
+
+def write(tmp_path, name: str, data: bytes) -> str:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return str(p)
+
+
+def scan_bytes(tmp_path, data: bytes, name: str = "model.bin", **kw):
+    return scan_path(write(tmp_path, name, data), **kw)
+
+
+def assert_unsafe(r, name: str | None = None, *, problem: str | None = None):
+    assert r.verdict == "unsafe", (r.verdict, r.globals, r.problems)
+    assert r.severity >= Severity.HIGH
+    if name:
+        assert name in r.unsafe_globals, (r.unsafe_globals, r.custom_globals, r.problems)
+    if problem:
+        assert any(problem in p for p in r.problems), r.problems
+
+
+def torch_like_zip(members: dict[str, bytes], *, compress: int = zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compress) as zf:
+        for n, d in members.items():
+            zf.writestr(n, d)
+    return buf.getvalue()
+
+
+BENIGN_DATA_PKL = pickle.dumps({"w": [1.0, 2.0]}, protocol=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# P16: nothing runs while scanning
+# --------------------------------------------------------------------------------------------------
+_EVENTS: list[tuple[str, tuple]] = []
+_WATCH = {"on": False}
+# "compile" is left out: the .npy header is read with ast.literal_eval (as numpy does), which compiles to an AST
+_BAD_EVENTS = ("exec", "import", "pickle.find_class", "os.system", "os.exec", "os.posix_spawn",
+               "os.spawn", "subprocess.Popen", "socket.", "ctypes.", "marshal.loads", "urllib.Request", "webbrowser")
+
+
+def _hook(event: str, args: tuple) -> None:
+    if _WATCH["on"] and event.startswith(_BAD_EVENTS):
+        _EVENTS.append((event, args[:1]))
+
+
+sys.addaudithook(_hook)
+
+
+class _Guard:
+    def __enter__(self):
+        _EVENTS.clear()
+        _WATCH["on"] = True
+
+    def __exit__(self, *exc):
+        _WATCH["on"] = False
+        assert not _EVENTS, f"scanning triggered {_EVENTS[:5]}"
+
+
+@pytest.fixture
+def no_exec(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("the scanner ran a command")
+
+    monkeypatch.setattr(os, "system", boom)
+    monkeypatch.setattr(pickle, "loads", boom)
+    monkeypatch.setattr(pickle, "load", boom)
+    return _Guard()
+
+
+# --------------------------------------------------------------------------------------------------
+# P1–P12, P15: the bypass corpus
+# --------------------------------------------------------------------------------------------------
+def test_p1_memo_mixing_put_and_memoize_is_resolved(tmp_path, no_exec):
+    # MEMOIZE uses len(memo) as its key, whatever keys PUT used before: "system" lands at key 1
+    data = (b"\x80\x04" + su("os") + b"q\x05" + su("system") + b"\x94" + b"h\x05h\x01\x93"
+            + su("id") + b"\x85R.")
+    with no_exec:
+        r = scan_bytes(tmp_path, data)
+    assert_unsafe(r, "os.system")
+    assert r.severity == Severity.CRITICAL
+
+
+@pytest.mark.parametrize("bad", [b"p1a\n", b"p-1\n", b"g99\n"], ids=["non-int key", "negative key", "missing key"])
+def test_p1_invalid_memo_keys_are_unsafe_and_keep_what_was_seen(tmp_path, bad):
+    data = b"(" + glob("subprocess", "Popen") + b"p0\n" + bad + b"."
+    r = scan_bytes(tmp_path, data)
+    assert_unsafe(r, "subprocess.Popen", problem="memo")
+
+
+@pytest.mark.parametrize("op", [b"S'os'\n", b"T\x02\x00\x00\x00os", b"U\x02os"], ids=["STRING", "BINSTRING",
+                                                                                    "SHORT_BINSTRING"])
+def test_p2_stack_global_from_byte_strings_is_resolved(tmp_path, op, no_exec):
+    data = b"\x80\x04" + op + b"U\x06system\x93" + su("id") + b"\x85R."
+    with no_exec:
+        r = scan_bytes(tmp_path, data)
+    assert_unsafe(r, "os.system")
+
+
+def test_p2_stack_global_with_names_built_at_run_time_is_unsafe(tmp_path):
+    # module name = builtins.str("os"): allowlisted callee, but the STACK_GLOBAL operand is not a literal
+    data = b"\x80\x04" + su("builtins") + su("str") + b"\x93" + su("os") + b"\x85R" + su("system") + b"\x93." 
+    r = scan_bytes(tmp_path, data)
+    assert_unsafe(r, problem="built at run time")
+    assert r.severity == Severity.CRITICAL
+
+
+def test_p3_inst_is_a_global(tmp_path, no_exec):
+    with no_exec:
+        r = scan_bytes(tmp_path, b"(S'id'\nios\nsystem\n.")
+    assert_unsafe(r, "os.system")
+
+
+def test_p3_obj_then_pop_cannot_hide_the_call(tmp_path):
+    data = b"\x80\x02(" + glob("os", "system") + b"S'id'\no0N."
+    assert_unsafe(scan_bytes(tmp_path, data), "os.system")
+
+
+@pytest.mark.parametrize("target", [("numpy", "dtype"), ("numpy", "prod")])
+def test_p4_build_on_a_global_is_state_injection(tmp_path, target):
+    # BUILD with the global itself as target: sets __dict__ entries on a module-level object
+    data = (b"\x80\x02" + glob(*target) + b"}" + b"X\x0c\x00\x00\x00__builtins__" + glob("collections", "OrderedDict")
+            + b"sb.")
+    r = scan_bytes(tmp_path, data)
+    assert_unsafe(r, problem=f"BUILD sets attributes on the global {'.'.join(target)}")
+    assert r.severity == Severity.CRITICAL
+
+
+@pytest.mark.parametrize("module,name,expected", [
+    ("pathlib", "os.system", "pathlib.os.system"),
+    ("os.path", "join", "os.path.join"),
+    ("posixpath", "expanduser", "posixpath.expanduser"),
+    ("numpy.testing._private.utils", "runstring", "numpy.testing._private.utils.runstring"),
+    ("mymodels", "helpers.os", "mymodels.helpers.os"),
+])
+def test_p5_dotted_names_and_submodules_of_blocked_modules(tmp_path, module, name, expected):
+    r = scan_bytes(tmp_path, stack_call(module, name))
+    assert_unsafe(r, expected)
+
+
+def test_p5_attribute_chain_through_a_function_is_unsafe_even_in_user_code(tmp_path):
+    r = scan_bytes(tmp_path, stack_call("mymodels", "make_model.__wrapped__"))
+    assert_unsafe(r, "mymodels.make_model.__wrapped__")
+
+
+@pytest.mark.parametrize("module,name", [
+    ("pickle", "loads"), ("_pickle", "loads"), ("torch.serialization", "load"), ("torch", "load"),
+    ("torch.storage", "_load_from_bytes"), ("torch.utils._config_module", "ConfigModule.load_config"),
+    ("joblib", "load"), ("numpy", "load"), ("dill", "loads"), ("pandas", "read_pickle"),
+])
+def test_p6_nested_loaders(tmp_path, module, name):
+    assert_unsafe(scan_bytes(tmp_path, stack_call(module, name)), f"{module}.{name}")
+
+
+@pytest.mark.parametrize("module,name", [
+    ("importlib", "import_module"), ("marshal", "loads"), ("types", "CodeType"), ("types", "FunctionType"),
+    ("cloudpickle.cloudpickle", "subimport"), ("builtins", "__import__"), ("__builtin__", "eval"),
+    ("builtins", "getattr"), ("builtins", "exec"), ("runpy", "run_path"), ("torch.utils.collect_env", "run"),
+])
+def test_p7_import_and_code_object_primitives(tmp_path, module, name):
+    r = scan_bytes(tmp_path, stack_call(module, name))
+    shown = "builtins.eval" if module == "__builtin__" else f"{module}.{name}"
+    assert r.verdict == "unsafe" and r.severity == Severity.CRITICAL
+    assert any(g == shown or g.endswith(name) for g in r.unsafe_globals), r.unsafe_globals
+
+
+def test_p8_corrupt_member_before_data_pkl_does_not_stop_the_scan(tmp_path):
+    raw = torch_like_zip({"archive/aaa.pkl": b"\x80\x02" + b"x" * 4000, "archive/data.pkl": EVIL},
+                         compress=zipfile.ZIP_DEFLATED)
+    first = raw.index(b"PK\x03\x04")
+    start = first + 30 + len("archive/aaa.pkl")
+    raw = raw[:start + 2] + b"\xff" * 10 + raw[start + 12:]  # garbage in the first member's deflate data
+    r = scan_bytes(tmp_path, raw, "model.pt")
+    assert_unsafe(r, "os.system", problem="archive/aaa.pkl")
+    assert "archive/data.pkl" in r.members
+
+
+def _set_crc(raw: bytes, name: str, crc: int) -> bytes:
+    out = bytearray(raw)
+    lh = raw.index(b"PK\x03\x04")
+    out[lh + 14:lh + 18] = struct.pack("<I", crc)
+    ch = raw.index(b"PK\x01\x02")
+    out[ch + 16:ch + 20] = struct.pack("<I", crc)
+    return bytes(out)
+
+
+def test_p8_bad_crc_is_reported_and_the_bytes_still_scanned(tmp_path):
+    raw = _set_crc(torch_like_zip({"archive/data.pkl": EVIL}), "archive/data.pkl", 0x12345678)
+    assert_unsafe(scan_bytes(tmp_path, raw, "model.pt"), "os.system", problem="bad CRC")
+    benign = _set_crc(torch_like_zip({"archive/data.pkl": BENIGN_DATA_PKL}), "archive/data.pkl", 1)
+    assert_unsafe(scan_bytes(tmp_path, benign, "benign.pt"), problem="bad CRC")
+
+
+def test_p8_broken_central_directory_is_unsafe_and_local_headers_are_scanned(tmp_path):
+    raw = torch_like_zip({"archive/data.pkl": EVIL})
+    cd = raw.index(b"PK\x01\x02")
+    r = scan_bytes(tmp_path, raw[:cd] + b"PK\x01\x02" + b"\x00" * 10, "model.pt")
+    assert_unsafe(r, "os.system", problem="central directory")
+
+
+def test_p8_hidden_extra_pickles_are_scanned(tmp_path):
+    raw = torch_like_zip({"archive/data.pkl": BENIGN_DATA_PKL, "archive/version": b"3\n",
+                          "archive/extra.pkl": call("subprocess", "check_output"),
+                          "archive/.data/hidden": call("os", "system")})
+    r = scan_bytes(tmp_path, raw, "model.pt")
+    assert r.format == "torch zip checkpoint"
+    assert_unsafe(r, "subprocess.check_output")
+    assert "os.system" in r.unsafe_globals
+    assert {"archive/extra.pkl", "archive/.data/hidden"} <= set(r.members)
+
+
+def test_p8_encrypted_member_cannot_be_inspected(tmp_path):
+    raw = bytearray(torch_like_zip({"archive/data.pkl": BENIGN_DATA_PKL}))
+    lh, ch = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
+    raw[lh + 6] |= 1
+    raw[ch + 8] |= 1
+    assert_unsafe(scan_bytes(tmp_path, bytes(raw), "model.pt"), problem="encrypted")
+
+
+def test_p9_bin_that_is_not_torch_is_sniffed_by_content(tmp_path):
+    assert_unsafe(scan_bytes(tmp_path, EVIL, "pytorch_model.bin"), "os.system")
+    assert_unsafe(scan_bytes(tmp_path, EVIL, "weights.safetensors"), "os.system")
+
+
+def test_p9_legacy_magic_number_made_by_reduce(tmp_path):
+    # torch's legacy loader unpickles the "magic number" pickle first: it can be a call
+    data = call("os", "system") + pickle.dumps(1001, protocol=2)
+    assert_unsafe(scan_bytes(tmp_path, data, "model.pt"), "os.system")
+
+
+def test_p9_zip_pickle_polyglot_scans_both_views(tmp_path):
+    zpart = torch_like_zip({"archive/data.pkl": call("subprocess", "Popen")})
+    r = scan_bytes(tmp_path, EVIL + zpart, "model.pt")
+    assert_unsafe(r, "os.system", problem="polyglot")
+    assert "subprocess.Popen" in r.unsafe_globals
+
+
+def test_p9_object_npy_runs_its_pickle(tmp_path):
+    header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    data = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + EVIL
+    r = scan_bytes(tmp_path, data, "array.npy")
+    assert r.format == "numpy .npy (object array)"
+    assert_unsafe(r, "os.system")
+
+
+def test_p9_old_joblib_zfile_is_decompressed_and_scanned(tmp_path):
+    import zlib
+
+    data = b"ZF" + b"0x" + format(len(EVIL), "x").ljust(17).encode() + zlib.compress(EVIL)
+    r = scan_bytes(tmp_path, data, "old.pkl")
+    assert r.format == "joblib (zlib)"
+    assert_unsafe(r, "os.system")
+
+
+def test_p9_7z_wrapping_cannot_be_inspected(tmp_path):
+    assert_unsafe(scan_bytes(tmp_path, b"7z\xbc\xaf\x27\x1c" + b"\x00" * 64, "model.7z"), problem="7z")
+
+
+def test_p10_broken_pickle_that_ran_before_failing(tmp_path):
+    data = b"\x80\x02" + glob("os", "system") + b"S'id'\n\x85R" + b"\xff\xfe"
+    r = scan_bytes(tmp_path, data)
+    assert_unsafe(r, "os.system", problem="unknown opcode 0xff")
+
+
+def test_p11_opcode_crossing_a_frame_boundary(tmp_path):
+    body = su("builtins") + su("set") + b"\x93)R."
+    data = b"\x80\x04\x95" + struct.pack("<Q", 5) + body  # the frame ends in the middle of an opcode
+    r = scan_bytes(tmp_path, data)
+    assert_unsafe(r, problem="FRAME")
+    late = b"\x80\x04\x95" + struct.pack("<Q", 1 << 20) + body  # frame longer than the file
+    assert_unsafe(scan_bytes(tmp_path, late, "late.bin"), problem="FRAME")
+
+
+def test_p12_huge_declared_length_is_refused_before_reading(tmp_path):
+    data = b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"abc."
+    t = time.perf_counter()
+    r = scan_bytes(tmp_path, data)
+    assert time.perf_counter() - t < 1.0
+    assert_unsafe(r, problem="declares 1,099,511,627,776 bytes")
+
+
+@pytest.mark.parametrize("data,limits,problem", [
+    (b"\x80\x02]" + b"(" * 50 + b".", Limits(max_stack=20), "stack depth"),
+    (b"\x80\x02N" + b"2" * 100 + b".", Limits(max_opcodes=50), "opcode limit"),
+    (b"\x80\x02N" + b"".join(b"r" + struct.pack("<I", i) for i in range(30)) + b".", Limits(max_memo=10), "memo limit"),
+], ids=["deep nesting", "opcodes", "memo"])
+def test_p12_limits_stop_the_scan_and_make_it_unsafe(tmp_path, data, limits, problem):
+    assert_unsafe(scan_bytes(tmp_path, data, limits=limits), problem=problem)
+
+
+@pytest.mark.parametrize("module,name", [("fickling", "load"), ("picklescan.scanner", "scan_file_path"),
+                                         ("modelscan.modelscan", "ModelScan")])
+def test_p15_pickles_that_import_scanners(tmp_path, module, name):
+    assert_unsafe(scan_bytes(tmp_path, stack_call(module, name)), f"{module}.{name}")
+
+
+def test_p16_scanning_the_whole_corpus_runs_nothing(tmp_path, no_exec):
+    corpus = [EVIL, call("subprocess", "Popen"), b"(S'id'\nios\nsystem\n.", stack_call("builtins", "eval"),
+              torch_like_zip({"archive/data.pkl": EVIL}), EVIL + torch_like_zip({"a/data.pkl": EVIL}),
+              b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40),
+              b"\x93NUMPY\x01\x00\x1f\x00{'descr': '|O', 'shape': (1,)}\n" + EVIL]
+    paths = [write(tmp_path, f"f{i}.bin", d) for i, d in enumerate(corpus)]
+    for p in paths:  # warm up: the scanner's own lazy imports happen here
+        scan_path(p)
+    with no_exec:
+        results = [scan_path(p) for p in paths]
+    assert all(r.verdict == "unsafe" for r in results)
+
+
+def test_p16_the_guard_sees_a_real_unpickle():
+    import collections
+
+    blob = pickle.dumps(collections.OrderedDict(), protocol=2)
+    with pytest.raises(AssertionError, match="pickle.find_class"), _Guard():
+        pickle.loads(blob)
+
+
+# --------------------------------------------------------------------------------------------------
+# custom code, benign files
+# --------------------------------------------------------------------------------------------------
+def test_user_classes_are_custom_code_and_named(tmp_path):
+    data = b"\x80\x04" + su("mymodels") + su("Net") + b"\x93)\x81}b."
+    r = scan_bytes(tmp_path, data)
+    assert (r.verdict, r.severity, r.custom_globals) == ("custom code", Severity.MEDIUM, ["mymodels.Net"])
+    (f,) = run_check("supply.pickle", path=write(tmp_path, "net.pt", data), loader="torch.load")
+    assert f.title == "Model file needs custom code: mymodels.Net"
+    assert f.metrics["custom_globals"] == ["mymodels.Net"] and f.severity == Severity.MEDIUM
+
+
+def corpus(folder) -> dict[str, tuple[str, str]]:
+    """One representative file per file-borne row of the bypass catalogue (P13 and P14 are about loader
+    functions and torch versions, not files), written to ``folder``: id → (path, what it plants). Used by
+    bench/supply.py to run every scanner on the same files."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    frame = su("builtins") + su("set") + b"\x93)R."
+    header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    bad_zip = torch_like_zip({"archive/aaa.pkl": b"\x80\x02" + b"x" * 4000, "archive/data.pkl": EVIL},
+                             compress=zipfile.ZIP_DEFLATED)
+    start = bad_zip.index(b"PK\x03\x04") + 30 + len("archive/aaa.pkl")
+    cases = {
+        "P1": ("memo: PUT mixed with MEMOIZE", "model.pkl", b"\x80\x04" + su("os") + b"q\x05" + su("system") + b"\x94"
+               + b"h\x05h\x01\x93" + su("id") + b"\x85R."),
+        "P2": ("STACK_GLOBAL from BINSTRING", "model.pkl", b"\x80\x04T\x02\x00\x00\x00osU\x06system\x93" + su("id")
+               + b"\x85R."),
+        "P3": ("INST os.system", "model.pkl", b"(S'id'\nios\nsystem\n."),
+        "P4": ("BUILD on the global numpy.prod", "model.pkl", b"\x80\x02" + glob("numpy", "prod") + b"}"
+               + b"X\x0c\x00\x00\x00__builtins__" + glob("collections", "OrderedDict") + b"sb."),
+        "P5": ("dotted name pathlib → os.system", "model.pkl", stack_call("pathlib", "os.system")),
+        "P6": ("nested loader pickle.loads", "model.pkl", call("pickle", "loads")),
+        "P7": ("importlib.import_module", "model.pkl", call("importlib", "import_module")),
+        "P8": ("torch zip: corrupt member before data.pkl", "model.pt",
+               bad_zip[:start + 2] + b"\xff" * 10 + bad_zip[start + 12:]),
+        "P8b": ("torch zip: hidden extra pickle", "model.pt",
+                torch_like_zip({"archive/data.pkl": BENIGN_DATA_PKL, "archive/extra.pkl": EVIL})),
+        "P9": ("object .npy running a pickle", "array.npy",
+               b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + EVIL),
+        "P9b": ("zip + pickle polyglot", "model.pt", EVIL + torch_like_zip({"archive/data.pkl": BENIGN_DATA_PKL})),
+        "P10": ("broken after REDUCE", "model.pkl", b"\x80\x02" + glob("os", "system") + b"S'id'\n\x85R\xff\xfe"),
+        "P11": ("opcode crossing a FRAME end", "model.pkl", b"\x80\x04\x95" + struct.pack("<Q", 5) + frame),
+        "P12": ("BINBYTES8 declaring 2^40 bytes", "model.pkl", call("os", "system")[:-1]
+                + b"\x8e" + struct.pack("<Q", 1 << 40) + b"abc."),
+        "P15": ("imports a scanner (picklescan)", "model.pkl", stack_call("picklescan.scanner", "scan_file_path")),
+    }
+    out = {}
+    for case_id, (what, name, data) in cases.items():
+        path = folder / f"{case_id}-{name}"
+        path.write_bytes(data)
+        out[case_id] = (str(path), what)
+    return out
+
+
+def benign_corpus(folder) -> dict[str, tuple[str, str]]:
+    """Benign files saved by the current torch, scikit-learn, joblib and numpy: kind → (path, kind)."""
+    return {kind: (path, kind) for kind, path in write_benign_files(folder).items()}
+
+
+@pytest.fixture(scope="module")
+def benign_files(tmp_path_factory):
+    return write_benign_files(tmp_path_factory.mktemp("benign"))
+
+
+def write_benign_files(d) -> dict[str, str]:
+    """Write the benign files to folder ``d``; returns kind → path."""
+    from pathlib import Path
+
+    import joblib
+    import torch
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    d = Path(d)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), np.arange(60) % 2
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                  torch.nn.Flatten(), torch.nn.Linear(4, 2), torch.nn.Dropout())
+    files = {}
+    torch.save(net.state_dict(), files.setdefault("torch state_dict", str(d / "sd.pt")))
+    torch.save(torch.randn(3, 3), files.setdefault("torch tensor", str(d / "t.pt")))
+    torch.save(net, files.setdefault("torch full Sequential", str(d / "full.pt")))
+    torch.save(net.state_dict(), files.setdefault("torch legacy", str(d / "legacy.pt")),
+               _use_new_zipfile_serialization=False)
+    pipe = Pipeline([("s", StandardScaler()), ("l", LogisticRegression())]).fit(X, y)
+    joblib.dump(pipe, files.setdefault("joblib pipeline", str(d / "p.joblib")))
+    joblib.dump(pipe, files.setdefault("joblib pipeline compress=3", str(d / "pc.joblib")), compress=3)
+    joblib.dump({"x": np.array([1, "a"], dtype=object)}, files.setdefault("joblib object array", str(d / "o.joblib")))
+    rf = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    for proto in (2, 3, 4, 5):
+        with open(files.setdefault(f"random forest protocol {proto}", str(d / f"rf{proto}.pkl")), "wb") as fh:
+            pickle.dump(rf, fh, protocol=proto)
+    np.save(files.setdefault("npy float", str(d / "f.npy")), np.zeros(5))
+    np.save(files.setdefault("npy object ints/strings", str(d / "o.npy")), np.array([1, "a", 3], dtype=object),
+            allow_pickle=True)
+    np.savez(files.setdefault("npz", str(d / "z.npz")), a=np.zeros(3), b=np.arange(4))
+    return files
+
+
+@pytest.mark.parametrize("kind", [
+    "torch state_dict", "torch tensor", "torch full Sequential", "torch legacy", "joblib pipeline",
+    "joblib pipeline compress=3", "joblib object array", "random forest protocol 2", "random forest protocol 3",
+    "random forest protocol 4", "random forest protocol 5", "npy float", "npy object ints/strings", "npz"])
+def test_benign_files_from_current_libraries_are_safe(benign_files, kind):
+    r = scan_path(benign_files[kind])
+    assert r.verdict == "safe", (r.format, r.unsafe_globals, r.custom_globals, r.problems)
+    assert r.severity == Severity.INFO
+
+
+def test_formats_are_named(benign_files):
+    fmt = {k: scan_path(p).format for k, p in benign_files.items()}
+    assert fmt["torch state_dict"] == "torch zip checkpoint"
+    assert fmt["torch legacy"] == "torch legacy"
+    assert fmt["joblib pipeline compress=3"] == "joblib (zlib)"
+    assert fmt["random forest protocol 4"] == "pickle protocol 4"
+    assert fmt["npy float"] == "numpy .npy" and fmt["npz"] == "numpy .npz"
+    assert fmt["npy object ints/strings"] == "numpy .npy (object array)"
+
+
+def test_safe_finding_has_the_stable_metrics_and_references(benign_files):
+    (f,) = run_check("supply.pickle", path=benign_files["torch state_dict"], loader="torch.load")
+    assert f.severity == Severity.INFO and f.title.startswith("Model file is safe to load: only tensors")
+    assert {"globals", "unsafe_globals", "format", "custom_globals", "problems", "verdict", "bytes_scanned",
+            "seconds"} <= set(f.metrics)
+    assert "torch._utils._rebuild_tensor_v2" in f.metrics["globals"] and f.metrics["unsafe_globals"] == []
+    assert any("AML.T0011.000" in r for r in f.references) and any("ML06" in r for r in f.references)
+
+
+def test_unsafe_finding_title_names_the_call(tmp_path):
+    (f,) = run_check("supply.pickle", path=write(tmp_path, "m.pkl", EVIL), loader="pickle.load")
+    assert f.title == "Unsafe model file: it calls os.system when loaded"
+    assert f.severity == Severity.CRITICAL and f.metrics["unsafe_globals"] == ["os.system"]
+
+
+def test_missing_file_is_a_low_finding(tmp_path):
+    (f,) = run_check("supply.pickle", path=str(tmp_path / "nope.pt"))
+    assert f.severity == Severity.LOW and "could not be scanned" in f.title
+
+
+def test_p14_torch_version_gate(tmp_path, benign_files):
+    assert torch_advisories("2.5.1+cpu") == ["CVE-2025-32434", "CVE-2026-24747"]
+    assert torch_advisories("2.9.0") == ["CVE-2026-24747"]
+    assert torch_advisories("2.13.0+cpu") == [] and torch_advisories(None) == []
+    (f,) = run_check("supply.pickle", path=benign_files["torch tensor"], loader="torch.load", torch_version="2.5.1")
+    assert f.metrics["torch_advisories"] == ["CVE-2025-32434", "CVE-2026-24747"] and f.severity == Severity.LOW
+    data = b"\x80\x04" + su("mymodels") + su("Net") + b"\x93)\x81."
+    (f,) = run_check("supply.pickle", path=write(tmp_path, "n.pt", data), loader="torch.load", torch_version="2.9")
+    assert f.severity == Severity.HIGH
+    (f,) = run_check("supply.pickle", path=benign_files["torch tensor"], loader="pickle.load", torch_version="2.5")
+    assert "torch_advisories" not in f.metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# streaming, properties
+# --------------------------------------------------------------------------------------------------
+def test_a_1gb_pickle_is_streamed_not_loaded(tmp_path):
+    p = tmp_path / "big.pkl"
+    n = 1 << 30
+    with open(p, "wb") as fh:  # a sparse file: BINBYTES8 of 1 GiB, then the STOP
+        fh.write(b"\x80\x04\x8e" + struct.pack("<Q", n))
+        fh.seek(n, 1)
+        fh.write(b".")
+    tracemalloc.start()
+    t = time.perf_counter()
+    r = scan_path(str(p))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert r.verdict == "safe" and r.format == "pickle protocol 4"
+    assert peak < 16 * 2**20 and time.perf_counter() - t < 2.0
+
+
+def test_truncated_benign_pickle_is_unsafe(tmp_path, benign_files):
+    data = Path(benign_files["random forest protocol 4"]).read_bytes()
+    for cut in (len(data) // 3, len(data) - 1):
+        assert_unsafe(scan_bytes(tmp_path, data[:cut], f"cut{cut}.pkl"), problem="")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=4096), prefix=st.sampled_from([b"", b"\x80\x04", b"\x80\x02(", b"PK\x03\x04"]))
+def test_random_bytes_never_raise_and_are_fast(tmp_path, blob, prefix):
+    data = prefix + blob
+    t = time.perf_counter()
+    r = scan_bytes(tmp_path, data, "fuzz.bin")
+    assert time.perf_counter() - t < 0.2 + len(data) / 2**20
+    assert r.verdict in ("safe", "custom code", "unsafe")
+    if prefix.startswith(b"\x80") and not r.format.startswith("pickle protocol"):
+        assert r.verdict == "unsafe"
+
+
+def test_the_benchmark_corpus_is_all_unsafe(tmp_path):
+    """bench/supply.py runs every scanner on ``corpus()``: each of its files must be unsafe for ours."""
+    cases = corpus(tmp_path)
+    assert {c.rstrip("b") for c in cases} == {f"P{i}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15)}
+    for case_id, (path, what) in cases.items():
+        assert scan_path(path).verdict == "unsafe", (case_id, what)

@@ -1,0 +1,90 @@
+"""Model files are scanned *before* the cell that loads them runs (issue 6): the card comes first, and with
+``file_policy=block`` a cell that would unpickle an unsafe file does not run. Fixtures are written by the
+tests; the malicious pickle would run ``touch pwned`` if it were ever loaded, and every test asserts that
+it was not."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from conftest import card_bundles, run
+
+#: ``os.system("touch pwned")`` as a protocol-0 pickle, assembled by hand (GLOBAL, MARK, STRING, TUPLE,
+#: REDUCE, STOP).
+EVIL = b"cos\nsystem\n(S'touch pwned'\ntR."
+
+
+@pytest.fixture
+def files(in_tmp):
+    (in_tmp / "evil.pkl").write_bytes(EVIL)
+    with open(in_tmp / "good.pkl", "wb") as fh:
+        pickle.dump({"weights": [1.0, 2.0], "name": "ok"}, fh, protocol=4)
+    return in_tmp
+
+
+def _supply(card):
+    return [f for f in card["findings"] if f["check"] == "supply.pickle"]
+
+
+def test_an_unsafe_file_gets_its_card_before_the_cell_runs(ip, files):
+    result, outputs, _, _ = run(ip, "import pickle\nran = True\nif not ran:\n"
+                                    "    obj = pickle.load(open('evil.pkl', 'rb'))")
+    assert result.success and ip.user_ns["ran"] is True
+    cards = card_bundles(outputs)
+    assert cards and "evil.pkl" in cards[0]["subject"]
+    (finding, *_) = _supply(cards[0])
+    assert finding["severity"] == "critical" and "os.system" in finding["metrics"]["unsafe_globals"]
+    assert len([c for c in cards if _supply(c)]) == 1, "the file is scanned once, before the cell"
+    assert not (files / "pwned").exists()
+
+
+def test_block_policy_stops_the_cell_and_says_how_to_proceed(ip, files):
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, outputs, _, err = run(ip, "import pickle\nobj = pickle.load(open('evil.pkl', 'rb'))")
+    assert not result.success and "obj" not in ip.user_ns
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert "blocked this cell" in str(result.error_in_exec) and "file_policy=warn" in str(result.error_in_exec)
+    assert not (files / "pwned").exists()
+    (card,) = [c for c in card_bundles(outputs) if _supply(c)]
+    assert _supply(card)[0]["severity"] == "critical"
+
+
+def test_a_path_held_in_a_variable_and_a_with_block_are_resolved(ip, files):
+    run(ip, "p = 'evil.pkl'")
+    _, outputs, _, _ = run(ip, "import pickle\nif False:\n    obj = pickle.load(open(p, 'rb'))")
+    assert any(_supply(c) for c in card_bundles(outputs))
+    _, outputs, _, _ = run(ip, "if False:\n    with open('evil.pkl', 'rb') as fh:\n        obj = pickle.load(fh)")
+    assert any(_supply(c) for c in card_bundles(outputs))
+    assert not (files / "pwned").exists()
+
+
+def test_a_safe_file_loads_with_a_safe_card(ip, files):
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, outputs, _, _ = run(ip, "import pickle\nobj = pickle.load(open('good.pkl', 'rb'))")
+    assert result.success and ip.user_ns["obj"]["name"] == "ok"
+    (finding,) = [f for c in card_bundles(outputs) for f in _supply(c)]
+    assert finding["severity"] == "info" and finding["metrics"]["unsafe_globals"] == []
+
+
+def test_torch_load_with_weights_only_false_is_flagged(ip, files):
+    import torch
+
+    torch.save({"w": torch.ones(2)}, files / "state.pt")
+    _, outputs, _, _ = run(ip, "import torch\nif False:\n    sd = torch.load('state.pt', weights_only=False)")
+    titles = [f["title"] for c in card_bundles(outputs) for f in _supply(c)]
+    assert any("weights_only=False" in t for t in titles), titles
+
+
+def test_scanfile_magic_and_the_api(ip, files):
+    import mlsec_jupyter as mj
+    from IPython.core.error import UsageError
+
+    _, outputs, _, _ = run(ip, "%mlsec scanfile evil.pkl")
+    (card,) = card_bundles(outputs)
+    assert _supply(card)[0]["severity"] == "critical"
+    with pytest.raises(UsageError, match="is not a file"):
+        ip.run_line_magic("mlsec", "scanfile missing.pkl")
+    api_card = mj.scan_file(files / "good.pkl")
+    assert api_card.findings[0].check == "supply.pickle" and api_card.findings[0].metrics["unsafe_globals"] == []
+    assert not (files / "pwned").exists()
