@@ -73,10 +73,18 @@ def _path_of(call: Any, ns: Mapping[str, Any]) -> str | None:
 
 
 def executes_code(call: Any) -> bool:
-    """Whether the loader runs code from the file: every pickle loader, and ``torch.load`` when called
-    with ``weights_only=False`` (its default is the restricted unpickler since torch 2.6)."""
+    """Whether the loader may run code from the file: every pickle loader, and ``torch.load`` unless its
+    restricted unpickler is certain to be used (the default since torch 2.6): not when ``weights_only`` is
+    ``False`` or not a literal, when a ``pickle_module`` is passed (torch then unpickles fully), or when
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set."""
+    import os
+
     if call.func.endswith("torch.load"):
-        return call.keywords.get("weights_only") is False
+        if "weights_only" in call.source and "weights_only" not in call.keywords:
+            return True  # weights_only=<expression>: cannot tell, so the cautious answer
+        if call.keywords.get("weights_only") is False or "pickle_module" in call.source:
+            return True
+        return bool(os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"))
     return call.func in _EXECUTING
 
 
@@ -96,7 +104,7 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
         runs_code = executes_code(call)
         for f in findings:
             result.findings.append(f)
-        if call.func.endswith("torch.load") and runs_code:
+        if call.func.endswith("torch.load") and call.keywords.get("weights_only") is False:
             result.findings.append(Finding(
                 "supply.pickle", Severity.MEDIUM, "torch.load(..., weights_only=False) runs any code in the file",
                 f"{call.source} turns off torch's restricted unpickler, so loading runs whatever the file's pickle "

@@ -572,3 +572,13 @@ def test_the_benchmark_corpus_is_all_unsafe(tmp_path):
     assert {c.rstrip("b") for c in cases} == {f"P{i}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15)}
     for case_id, (path, what) in cases.items():
         assert scan_path(path).verdict == "unsafe", (case_id, what)
+
+
+def test_a_scanner_error_fails_closed(tmp_path):
+    """A joblib dtype with a non-ASCII digit once escaped the walker as ValueError (found in review)."""
+    spec = "u\u00b2"
+    data = (b"\x80\x02cjoblib.numpy_pickle\nNumpyArrayWrapper\n)\x81}(X\x05\x00\x00\x00shapeK\x01\x85"
+            b"X\x05\x00\x00\x00dtypecnumpy\ndtype\nX" + struct.pack("<I", len(spec.encode())) + spec.encode()
+            + b"\x89\x88\x87Rub" + b"\x00" + EVIL)
+    r = scan_bytes(tmp_path, data, "m.joblib")
+    assert r.verdict == "unsafe" and any("could not finish (ValueError)" in p for p in r.problems), r.problems

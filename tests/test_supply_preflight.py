@@ -88,3 +88,17 @@ def test_scanfile_magic_and_the_api(ip, files):
     api_card = mj.scan_file(files / "good.pkl")
     assert api_card.findings[0].check == "supply.pickle" and api_card.findings[0].metrics["unsafe_globals"] == []
     assert not (files / "pwned").exists()
+
+
+def test_torch_load_counts_as_running_code_unless_the_safe_unpickler_is_certain():
+    from mlsec_jupyter.preflight import executes_code
+    from mlsec_jupyter.watch.cell import parse_cell
+
+    def runs(code):
+        return executes_code(parse_cell(code).file_loads[0])
+
+    assert not runs("m = torch.load('m.pt')") and not runs("m = torch.load('m.pt', weights_only=True)")
+    assert runs("m = torch.load('m.pt', weights_only=False)")
+    assert runs("m = torch.load('m.pt', weights_only=flag)")
+    assert runs("m = torch.load('m.pt', pickle_module=pickle)")
+    assert runs("m = pickle.load(open('m.pkl', 'rb'))") and runs("m = joblib.load('m.joblib')")

@@ -120,6 +120,8 @@ def scan_path(path: str | os.PathLike, *, budget: Budget | None = None,
         sink.problem(str(e))
     except RecursionError:
         sink.problem("the file nests too deeply to inspect")
+    except Exception as e:  # a scanner bug on a hostile file must fail closed, never pass it as safe
+        sink.problem(f"the scanner could not finish ({type(e).__name__}); the file was not fully inspected")
     result.members = scanner.members
     result.bytes_scanned = meter.total
     result.seconds = time.monotonic() - started
