@@ -57,13 +57,16 @@ _EXECUTING = {"pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudp
               "pandas.read_pickle", "np.load", "numpy.load"}
 
 
-def _path_of(call: Any, ns: Mapping[str, Any]) -> str | None:
-    """The file a load call reads: its literal path, or the path / open file its first argument names."""
+def _path_of(call: Any, ns: Mapping[str, Any], bound: set[str] | None) -> str | None:
+    """The file a load call reads: its literal path, or the path / open file its first argument names,
+    unless the cell binds that name itself (``bound``; ``None``: the cell may bind any name)."""
     import os
 
     if call.path:
         return os.path.abspath(os.path.expanduser(call.path))
     name = call.args[0] if call.args else None
+    if bound is None or name in bound:
+        return None  # the cell (re)binds it: the value now need not be the one the load will read
     value = ns.get(name) if name else None
     if isinstance(value, (str, os.PathLike)):
         return os.path.abspath(os.fspath(value))
@@ -95,12 +98,13 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
     spec = get_check("supply.pickle")
     policy = getattr(session.config, "file_policy", "warn")
     for call in intent.file_loads:
-        path = _path_of(call, ns)
+        path = _path_of(call, ns, None if intent.dynamic else intent.bound)
         if path is None or path in result.scanned:
             continue
-        result.scanned.add(path)
         budget = Budget(seconds=session.config.time_budget)
         findings = list(spec.func(path=path, loader=call.func, budget=budget))
+        if not any(f.metrics.get("verdict") == "unreadable" for f in findings):
+            result.scanned.add(path)  # a file the cell is about to write is scanned after it runs
         runs_code = executes_code(call)
         for f in findings:
             result.findings.append(f)

@@ -582,3 +582,14 @@ def test_a_scanner_error_fails_closed(tmp_path):
             + b"\x89\x88\x87Rub" + b"\x00" + EVIL)
     r = scan_bytes(tmp_path, data, "m.joblib")
     assert r.verdict == "unsafe" and any("could not finish (ValueError)" in p for p in r.problems), r.problems
+
+
+@pytest.mark.parametrize("prefix", [b"C\x000", b"\x880", b"\x8c\x000"], ids=["SHORT_BINBYTES", "NEWTRUE", "SHORT_BINUNICODE"])
+def test_a_pickle_without_proto_may_start_with_any_opcode(tmp_path, prefix):
+    """CPython runs these (found in review); they used to sniff as 'not a pickle'."""
+    assert_unsafe(scan_bytes(tmp_path, prefix + b"cos\nsystem\n(S'echo'\ntR."), "os.system")
+
+
+def test_a_frame_first_pickle_is_walked(tmp_path):
+    body = b"cos\nsystem\n(S'echo'\ntR."
+    assert_unsafe(scan_bytes(tmp_path, b"\x95" + struct.pack("<Q", len(body)) + body), "os.system")

@@ -102,3 +102,23 @@ def test_torch_load_counts_as_running_code_unless_the_safe_unpickler_is_certain(
     assert runs("m = torch.load('m.pt', weights_only=flag)")
     assert runs("m = torch.load('m.pt', pickle_module=pickle)")
     assert runs("m = pickle.load(open('m.pkl', 'rb'))") and runs("m = joblib.load('m.joblib')")
+
+
+def test_a_path_the_cell_rebinds_is_not_read_from_before_the_cell(ip, files):
+    run(ip, "p = 'good.pkl'")
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, outputs, _, _ = run(ip, "import pickle\np = 'evil.pkl'\nran2 = True\nif False:\n"
+                                    "    obj = pickle.load(open(p, 'rb'))")
+    assert result.success and ip.user_ns["ran2"]
+    safe_cards = [f for c in card_bundles(outputs) for f in _supply(c) if f["severity"] == "info"]
+    assert not safe_cards, "the pre-run scan must not vouch for good.pkl when the cell loads evil.pkl"
+
+
+def test_a_file_the_cell_writes_is_scanned_after_it_runs(ip, files):
+    (files / "evil.pkl").rename(files / "later.bin")
+    result, outputs, _, _ = run(ip, "import pickle, shutil\nshutil.copy('later.bin', 'new.pkl')\nif False:\n"
+                                    "    obj = pickle.load(open('new.pkl', 'rb'))")
+    assert result.success
+    severities = [f["severity"] for c in card_bundles(outputs) for f in _supply(c)]
+    assert "critical" in severities, severities
+    assert not (files / "pwned").exists()

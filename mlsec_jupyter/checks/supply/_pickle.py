@@ -346,7 +346,15 @@ class Parsed:
 # --------------------------------------------------------------------------------------------------
 # the walker
 # --------------------------------------------------------------------------------------------------
-_PROTO0_PICKLE_STARTS = frozenset(b"(cNIJKMGFLSTUVX]}l)dPg")  # first bytes of protocol 0/1 pickles
+def _opcode_bytes() -> frozenset[int]:
+    """Every one-byte pickle opcode: CPython's unpickler runs a stream that starts with any of them (no
+    PROTO needed), so each may begin a pickle (found in review: ``C\\x000`` before a payload passed)."""
+    import pickletools  # its opcode table only; its parser is never used on file content
+
+    return frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes if len(op.code) == 1)
+
+
+_PROTO0_PICKLE_STARTS = _opcode_bytes()  # first bytes a pickle without a PROTO header can start with
 
 
 def looks_like_pickle(head: bytes) -> str | None:
