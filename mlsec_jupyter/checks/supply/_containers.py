@@ -42,26 +42,17 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError
                RuntimeError, ValueError, struct.error, KeyError, UnicodeDecodeError)
 
 
+#: Leading bytes → format, checked in order.
+_MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (_NPY_MAGIC, "npy"), (b"\x1f\x8b", "gzip"),
+          (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x5d\x00\x00", "lzma"), (b"\x04\x22\x4d\x18", "lz4"),
+          (b"ZF0x", "joblib-zf"), (b"7z\xbc\xaf\x27\x1c", "7z"))
+
+
 def sniff(head: bytes) -> str:
     """The format ``head`` (the first bytes of a file) announces."""
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head.startswith(_NPY_MAGIC):
-        return "npy"
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if head.startswith(b"BZh"):
-        return "bz2"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x5d\x00\x00"):
-        return "lzma"
-    if head.startswith(b"\x04\x22\x4d\x18"):
-        return "lz4"
-    if head.startswith(b"ZF0x"):
-        return "joblib-zf"
-    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
-        return "7z"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
