@@ -180,7 +180,7 @@ class Extension:
     def _checked_before_run(self, source: str) -> Preflight:
         if self._preflight is not None and self._preflight[0] == source:
             return self._preflight[1]  # pre_run_cell transforms the same source again
-        intent = parse_cell(source)
+        intent = parse_cell(source, self.shell.user_ns)
         checked = (preflight(intent, self.shell.user_ns, self.session) if intent.torch_training or intent.file_loads
                    else Preflight())
         self._scanned = checked.scanned
@@ -213,7 +213,7 @@ class Extension:
             self._cell_id = getattr(info, "cell_id", None)
             if not (force or might_intend(raw)):
                 return  # most cells stop here, after one regex search
-            intent = parse_cell(self.shell.transform_cell(raw))
+            intent = parse_cell(self.shell.transform_cell(raw), self.shell.user_ns)
             if intent.any or force:
                 names = None if intent.dynamic or force else intent.bound
                 self._pending = _Pending(intent, Snapshot(self.shell.user_ns, names),

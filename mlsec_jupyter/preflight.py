@@ -116,7 +116,7 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
                 recommendation="Drop weights_only=False (torch ≥ 2.6 loads tensors and state_dicts safely by "
                                "default) and load a state_dict into a model built in code; or re-save as "
                                "safetensors."))
-        unsafe = [f for f in findings if f.metrics.get("verdict") == "unsafe"]
+        unsafe = [f for f in findings if f.metrics.get("verdict") in ("unsafe", "incomplete")]
         if unsafe and runs_code and policy == "block":
             first = unsafe[0]
             result.block = (f"mlsec-jupyter blocked this cell before it ran: {first.title}. "

@@ -574,13 +574,27 @@ def test_the_benchmark_corpus_is_all_unsafe(tmp_path):
         assert scan_path(path).verdict == "unsafe", (case_id, what)
 
 
-def test_a_scanner_error_fails_closed(tmp_path):
+def test_a_non_ascii_dtype_digit_is_unreadable_not_a_crash(tmp_path):
     """A joblib dtype with a non-ASCII digit once escaped the walker as ValueError (found in review)."""
     spec = "u\u00b2"
     data = (b"\x80\x02cjoblib.numpy_pickle\nNumpyArrayWrapper\n)\x81}(X\x05\x00\x00\x00shapeK\x01\x85"
             b"X\x05\x00\x00\x00dtypecnumpy\ndtype\nX" + struct.pack("<I", len(spec.encode())) + spec.encode()
             + b"\x89\x88\x87Rub" + b"\x00" + EVIL)
     r = scan_bytes(tmp_path, data, "m.joblib")
+    assert r.verdict == "unsafe" and any("unreadable dtype" in p for p in r.problems), r.problems
+
+
+def test_a_scanner_error_fails_closed(tmp_path, monkeypatch):
+    """Fault injection: any exception inside the walker makes the file unsafe, never safe."""
+    from mlsec_jupyter.checks.supply import _pickle
+
+    def broken(self):
+        raise ValueError("injected")
+
+    monkeypatch.setitem(_pickle.Walker._ops, ord("b"), broken)  # BUILD
+    with open(tmp_path / "ok.pkl", "wb") as fh:
+        pickle.dump(np.arange(3), fh, protocol=2)  # numpy arrays are rebuilt with BUILD
+    r = scan_path(tmp_path / "ok.pkl")
     assert r.verdict == "unsafe" and any("could not finish (ValueError)" in p for p in r.problems), r.problems
 
 
@@ -593,3 +607,216 @@ def test_a_pickle_without_proto_may_start_with_any_opcode(tmp_path, prefix):
 def test_a_frame_first_pickle_is_walked(tmp_path):
     body = b"cos\nsystem\n(S'echo'\ntR."
     assert_unsafe(scan_bytes(tmp_path, b"\x95" + struct.pack("<Q", len(body)) + body), "os.system")
+
+
+# --------------------------------------------------------------------------------------------------
+# second review of #6: parser differentials, containers, joblib arrays, identity calls
+# --------------------------------------------------------------------------------------------------
+class _Reached(Exception):
+    pass
+
+
+class _FindClassRaises(pickle.Unpickler):
+    """CPython's own unpickler, stopped at the first global it would import (nothing imported or run)."""
+
+    def find_class(self, module, name):
+        raise _Reached(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        raise _Reached(f"persistent id {pid!r}")
+
+
+def cpython_reaches(data: bytes) -> str | None:
+    """The global CPython's unpickler would import first from ``data``, or ``None`` if it never gets there."""
+    try:
+        _FindClassRaises(io.BytesIO(data)).load()
+    except _Reached as e:
+        return str(e)
+    except Exception:  # noqa: BLE001 - any other failure: the unpickler stopped before a global
+        return None
+    return None
+
+
+PAYLOAD0 = b"cos\nsystem\n(S'echo pwned'\ntR."
+
+
+@pytest.mark.parametrize("prefix", [b"I0b1\n0", b"L0b1L\n0", b"I0x1f\n0", b"I010\n0", b"I1_0\n0", b"I 7 \n0"],
+                         ids=["INT 0b", "LONG 0b", "INT 0x", "INT octal", "INT underscore", "INT spaces"])
+def test_int_and_long_are_read_as_cpython_reads_them(tmp_path, prefix, no_exec):
+    data = prefix + PAYLOAD0
+    assert cpython_reaches(data) == "os.system", "the fixture must reach the global in CPython"
+    with no_exec:
+        assert_unsafe(scan_bytes(tmp_path, data, "m.pkl"), "os.system")
+
+
+def test_bytes_that_start_like_a_pickle_but_do_not_parse_are_not_safe(tmp_path):
+    r = scan_bytes(tmp_path, b"I12z\n" + PAYLOAD0, "m.pkl")
+    assert_unsafe(r, problem="do not parse")
+
+
+@pytest.mark.parametrize("head,name", [
+    (b"\x89HDF\r\n\x1a\n" + bytes(64), "HDF5"),
+    (struct.pack("<Q", 40) + b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}' + bytes(8), "safetensors"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(32), "PNG image"),
+], ids=["hdf5", "safetensors", "png"])
+def test_known_non_pickle_formats_are_safe_and_named(tmp_path, head, name):
+    r = scan_bytes(tmp_path, head, "weights.bin")
+    assert r.verdict == "safe" and r.format == f"{name} (not a pickle)", (r.format, r.problems)
+
+
+def test_a_tar_whose_header_is_a_pickle_is_a_polyglot(tmp_path, no_exec):
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        info = tarfile.TarInfo(name=PAYLOAD0.decode("latin-1"))
+        tf.addfile(info)
+    data = buf.getvalue()
+    assert cpython_reaches(data) == "os.system"
+    with no_exec:
+        r = scan_bytes(tmp_path, data, "m.pt")
+    assert_unsafe(r, "os.system", problem="polyglot")
+
+
+def _npy(descr_src: str, body: bytes) -> bytes:
+    header = ("{'descr': %s, 'fortran_order': False, 'shape': (1,), }" % descr_src).encode("latin-1")
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + body
+
+
+@pytest.mark.parametrize("descr", ["'object'", "'i4,O'", "'(2,)O'", "('O', (2,))", "[('a', '(2,)O')]", "'O8'",
+                                   "[('a', '<f8'), ('b', [('c', 'O')])]"])
+def test_every_npy_descr_numpy_may_read_as_objects_is_scanned(tmp_path, descr):
+    """numpy accepts these spellings of object dtypes (found in review: only '|O' was recognised)."""
+    import ast
+
+    from numpy.lib import format as npformat
+
+    try:
+        assert npformat.descr_to_dtype(ast.literal_eval(descr)).hasobject
+    except (TypeError, ValueError):
+        pass  # numpy refuses the spelling: the file cannot load, flagging it costs nothing
+    assert_unsafe(scan_bytes(tmp_path, _npy(descr, EVIL), "a.npy"), "os.system")
+
+
+def test_plain_npy_dtypes_stay_safe(tmp_path):
+    arrays = {"structured": np.zeros(2, dtype=[("a", "<f4"), ("b", "<i8", (2,)), (("title", "c"), "S3")]),
+              "nested": np.zeros(2, dtype=[("a", [("x", "u1"), ("y", "<M8[ns]")])]),
+              "unicode": np.array(["ab", "c"]), "timedelta": np.array([1, 2], dtype="m8[s]"),
+              "complex": np.ones(2, dtype=np.complex128), "bool": np.ones(2, dtype=bool)}
+    for kind, a in arrays.items():
+        np.save(tmp_path / f"{kind}.npy", a)
+        r = scan_path(tmp_path / f"{kind}.npy")
+        assert r.verdict == "safe" and r.format == "numpy .npy", (kind, r.format, r.problems)
+
+
+JOB = "joblib.numpy_pickle"
+
+
+def _u2(s: str) -> bytes:
+    return b"X" + struct.pack("<I", len(s.encode())) + s.encode()
+
+
+def _dtype(spec: str, elsize: int = -1) -> bytes:
+    state = b"(J\x03\x00\x00\x00" + _u2("|") + b"NNN" + b"J" + struct.pack("<i", elsize) + b"J\x01\x00\x00\x00J\x00\x00\x00\x00t"
+    return glob("numpy", "dtype") + _u2(spec) + b"\x89\x88\x87R" + state + b"b"
+
+
+def _wrapper_state(shape: bytes, dtype: bytes, extra: bytes = b"") -> bytes:
+    return (b"}(" + _u2("subclass") + glob("numpy", "ndarray") + _u2("shape") + shape + _u2("order") + _u2("C")
+            + _u2("dtype") + dtype + _u2("allow_mmap") + b"\x89" + _u2("numpy_array_alignment_bytes") + b"N"
+            + extra + b"u")
+
+
+def test_joblib_array_size_ignores_a_state_elsize_numpy_ignores(tmp_path, no_exec):
+    """A 'u1' dtype whose pickled state claims 1000 bytes: numpy keeps 1 byte, so joblib reads 5 bytes of
+    array data and then the payload (the walker used to skip 5000 bytes over it)."""
+    head = b"\x80\x02" + glob(JOB, "NumpyArrayWrapper") + b")\x81" + _wrapper_state(b"K\x05\x85", _dtype("u1", 1000)) + b"b"
+    body = b"\x00" * 5 + b"0" + PAYLOAD0[:-1] + b"0"
+    data = head + body + b"\x00" * (5000 - len(body)) + b"."
+    with no_exec:
+        assert_unsafe(scan_bytes(tmp_path, data, "m.joblib"), "os.system")
+
+
+def test_a_joblib_wrapper_built_through_copyreg_is_followed(tmp_path, no_exec):
+    """joblib checks the type of what BUILD builds, not how it was made: copyreg._reconstructor counts."""
+    payload = b"0" + PAYLOAD0[:-1] + b"0"
+    data = (b"\x80\x02" + glob("copyreg", "_reconstructor") + glob(JOB, "NumpyArrayWrapper") + glob("builtins", "object")
+            + b"N\x87R" + _wrapper_state(b"K\x05\x85", _dtype("u1")) + b"b"
+            + b"B" + struct.pack("<I", len(payload)) + payload + b".")  # 5 array bytes hide the payload from a walk
+    with no_exec:
+        assert_unsafe(scan_bytes(tmp_path, data, "m.joblib"), "os.system")
+
+
+def test_array_bytes_read_by_pickle_load_are_scanned_too(tmp_path, no_exec):
+    """pickle.load of a joblib-style file reads the array bytes as opcodes."""
+    payload = b"0" + PAYLOAD0[:-1]
+    data = (b"\x80\x02" + glob(JOB, "NumpyArrayWrapper") + b")\x81"
+            + _wrapper_state(b"K" + bytes([len(payload)]) + b"\x85", _dtype("u1")) + b"b" + payload + b".")
+    with no_exec:
+        r = scan_bytes(tmp_path, data, "m.pkl")
+    assert_unsafe(r, "os.system", problem="read by pickle.load")
+
+
+def test_a_wrapper_state_key_set_after_256_others_is_not_lost(tmp_path, no_exec):
+    """joblib reads the last value of each key; the walker keeps 256 keys per dict (found in review: a
+    'shape' overwritten after 256 keys was dropped, so the walker skipped 1000 bytes over a payload)."""
+    junk = b"".join(_u2(f"k{i}") + b"N" for i in range(250))
+    body = b"\x00" + b"0" + PAYLOAD0[:-1] + b"0"
+    tail = b"b" + body + b"\x00" * (1000 - len(body)) + b"."
+    head = b"\x80\x02" + glob(JOB, "NumpyArrayWrapper") + b")\x81"
+    shape_again = _wrapper_state(b"M\xe8\x03\x85", _dtype("u1"), junk) + _u2("shape") + b"K\x01\x85s"
+    with no_exec:
+        assert_unsafe(scan_bytes(tmp_path, head + shape_again + tail, "m.joblib"), "os.system")
+    more = junk + b"".join(_u2(f"z{i}") + b"N" for i in range(20))  # keys past the 256 kept: the state is lossy
+    lossy = _wrapper_state(b"M\xe8\x03\x85", _dtype("u1"), more)
+    assert_unsafe(scan_bytes(tmp_path, head + lossy + tail, "m.joblib"), problem="too many keys")
+
+
+def test_identity_calls_cannot_hide_state_injection_into_a_module(tmp_path):
+    """numpy.object_(x) returns x: BUILD then sets attributes on the torch module itself."""
+    data = (b"\x80\x02" + glob("numpy", "object_") + glob("torch.nn.functional", "torch") + b"\x85R"
+            + b"}" + _u2("load") + glob("builtins", "dict") + b"sb.")
+    r = scan_bytes(tmp_path, data, "m.pkl")
+    assert_unsafe(r, problem="BUILD sets attributes on the global torch.nn.functional.torch")
+    assert r.severity == Severity.CRITICAL
+    from mlsec_jupyter.checks.supply._allowlist import classify
+
+    assert classify("torch.nn.functional.torch")[0] != "safe", "a module re-exported by F is not an activation"
+    assert classify("torch.nn.functional.relu")[0] == "safe"
+
+
+def test_an_overlong_global_name_is_unsafe(tmp_path):
+    from mlsec_jupyter.checks.supply._pickle import KEEP_BYTES
+
+    data = b"cos" + b"x" * (KEEP_BYTES + 10) + b"\nsystem\n(S'id'\ntR."
+    assert_unsafe(scan_bytes(tmp_path, data, "m.pkl"), problem="longer than")
+
+
+def test_a_zip_declaring_more_members_than_the_limit_is_walked_by_local_headers(tmp_path):
+    members = {f"archive/data/{i}": b"x" for i in range(40)}
+    members["archive/data.pkl"] = EVIL
+    r = scan_path(write(tmp_path, "m.pt", torch_like_zip(members)), limits=Limits(max_members=30))
+    assert_unsafe(r, problem="declares 41 members")
+
+
+def test_bz2_is_sniffed_by_its_block_magic_not_by_three_letters():
+    import bz2
+
+    from mlsec_jupyter.checks.supply._containers import sniff
+
+    assert sniff(bz2.compress(b"x")) == "bz2" and sniff(bz2.compress(b"")) == "bz2"
+    assert sniff(b"BZh is not compressed\n") != "bz2"
+
+
+def test_pandas_objects_are_safe(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"], "c": pd.to_datetime(["2020-01-01", "2021-01-01"]),
+                          "d": pd.Categorical(["u", "v"]), "e": pd.array([1, None], dtype="Int64")},
+                         index=pd.MultiIndex.from_tuples([(1, "a"), (2, "b")]))
+    series = pd.Series([1.0, 2.0], index=pd.date_range("2020", periods=2, tz="UTC"), name="s")
+    for name, obj in {"frame": frame, "series": series}.items():
+        obj.to_pickle(tmp_path / f"{name}.pkl")
+        r = scan_path(tmp_path / f"{name}.pkl")
+        assert r.verdict == "safe", (name, r.custom_globals, r.unsafe_globals, r.problems)

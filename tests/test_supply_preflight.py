@@ -122,3 +122,38 @@ def test_a_file_the_cell_writes_is_scanned_after_it_runs(ip, files):
     severities = [f["severity"] for c in card_bundles(outputs) for f in _supply(c)]
     assert "critical" in severities, severities
     assert not (files / "pwned").exists()
+
+
+@pytest.mark.parametrize("setup,cell", [
+    ("", "import pickle as pk\nif False:\n    obj = pk.load(open('evil.pkl', 'rb'))"),
+    ("from joblib import load", "if False:\n    obj = load('evil.pkl')"),
+    ("import pickle", "if False:\n    obj = pickle.Unpickler(open('evil.pkl', 'rb')).load()"),
+    ("import torch", "if False:\n    obj = torch.serialization.load('evil.pkl', weights_only=False)"),
+    ("import pandas\nread_it = pandas.read_pickle", "if False:\n    obj = read_it('evil.pkl')"),
+], ids=["import as", "from-import in an earlier cell", "Unpickler().load()", "torch.serialization.load",
+        "a loader bound to another name"])
+def test_loaders_under_other_names_are_scanned_before_the_cell(ip, files, setup, cell):
+    """reliability P13: the loader is recognised through import aliases and names bound by earlier cells."""
+    if setup:
+        run(ip, setup)
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, outputs, _, _ = run(ip, "ran = True\n" + cell)
+    assert not result.success and "ran" not in ip.user_ns, "the cell must be blocked before it runs"
+    (finding, *_) = [f for c in card_bundles(outputs) for f in _supply(c)]
+    assert finding["severity"] == "critical" and "os.system" in finding["metrics"]["unsafe_globals"]
+    assert not (files / "pwned").exists()
+
+
+def test_a_scan_that_runs_out_of_time_says_so_and_blocks(ip, files):
+    with open(files / "big.pkl", "wb") as fh:
+        pickle.dump([{"k": i, "v": [float(i)] * 3} for i in range(300_000)], fh, protocol=2)
+    ip.run_line_magic("mlsec", "config time_budget=0.01")
+    result, outputs, _, _ = run(ip, "import pickle\nran = True\nif False:\n    obj = pickle.load(open('big.pkl', 'rb'))")
+    assert result.success and ip.user_ns["ran"]
+    (finding,) = [f for c in card_bundles(outputs) for f in _supply(c)]
+    assert finding["severity"] == "high" and finding["metrics"]["verdict"] == "incomplete"
+    assert finding["title"].startswith("Model file not fully scanned: big.pkl")
+    assert "%mlsec scanfile big.pkl" in finding["recommendation"]
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, _, _, _ = run(ip, "ran_again = True\nobj = pickle.load(open('big.pkl', 'rb'))")
+    assert not result.success and "ran_again" not in ip.user_ns and "not fully scanned" in str(result.error_in_exec)

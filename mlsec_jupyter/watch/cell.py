@@ -21,9 +21,19 @@ _NUMPY_LOADERS = {"load", "loadtxt", "genfromtxt", "fromfile", "fromregex"}
 #: Calls that can bind names the AST does not show.
 _DYNAMIC_CALLS = {"exec", "eval", "globals", "vars", "locals", "setattr", "get_ipython", "run_line_magic",
                   "run_cell_magic", "system", "execfile", "runpy", "run_path", "run_module"}
-#: Loaders that execute code from the file they read (scanned by supply.* checks).
+#: Loaders that execute code from the file they read (scanned by supply.* checks), as usually written.
 _CODE_LOADERS = {"torch.load", "pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load",
                  "pd.read_pickle", "pandas.read_pickle", "np.load", "numpy.load"}
+#: Where those loaders really live (what an import alias or a name from an earlier cell resolves to) →
+#: the name used for them (reliability P13: ``from joblib import load``, ``import pickle as pk``...).
+_LOADER_HOMES = {
+    "_pickle.load": "pickle.load", "_pickle.loads": "pickle.loads", "pickle.Unpickler.load": "pickle.load",
+    "pickle._Unpickler.load": "pickle.load", "_pickle.Unpickler.load": "pickle.load",
+    "joblib.numpy_pickle.load": "joblib.load", "torch.serialization.load": "torch.load",
+    "dill._dill.load": "dill.load", "dill.Unpickler.load": "dill.load", "dill._dill.Unpickler.load": "dill.load",
+    "pandas.io.pickle.read_pickle": "pandas.read_pickle", "numpy.lib.npyio.load": "numpy.load",
+    "numpy.lib._npyio_impl.load": "numpy.load",
+}
 
 
 @dataclass
@@ -106,10 +116,27 @@ def _is_code_loader(func: str, keywords: dict[str, object]) -> bool:
     return True
 
 
+def _home_of(value: object) -> str | None:
+    """Where a module, function or class from the namespace lives (``"joblib.numpy_pickle.load"``); only
+    these types are asked, never an arbitrary user object."""
+    import types
+
+    if isinstance(value, types.ModuleType):
+        name = value.__name__
+        return name if isinstance(name, str) else None
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
+        module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+        if isinstance(module, str) and isinstance(qualname, str):
+            return f"{module}.{qualname}"
+    return None
+
+
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, source: str, intent: CellIntent) -> None:
+    def __init__(self, source: str, intent: CellIntent, ns: dict | None = None) -> None:
         self.source = source
         self.intent = intent
+        self.ns = ns
+        self.aliases: dict[str, str] = {}  # ``import pickle as pk`` → {"pk": "pickle"}
         self._open_files: dict[str, str] = {}  # ``with open("m.pkl", "rb") as f`` → {"f": "m.pkl"}
         self._pending_targets: list[str] = []
         self._saw_backward = False
@@ -130,6 +157,23 @@ class _Visitor(ast.NodeVisitor):
             if alias.name == "*":
                 self.intent.dynamic = True
             self.intent.bound.add(alias.asname or alias.name.split(".", 1)[0])
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+            elif isinstance(node, ast.Import) and alias.asname:
+                self.aliases[alias.asname] = alias.name
+
+    def _loader(self, func: str, keywords: dict[str, object]) -> str | None:
+        """The code loader ``func`` calls, through the cell's import aliases and the names earlier cells
+        bound (``pk.load`` after ``import pickle as pk``, ``load`` after ``from joblib import load``)."""
+        if _is_code_loader(func, keywords):
+            return func
+        head, _, rest = func.partition(".")
+        home = self.aliases.get(head)
+        if home is None and self.ns is not None and head not in self.intent.bound and head in self.ns:
+            home = _home_of(self.ns[head])
+        resolved = func if home is None else (f"{home}.{rest}" if rest else home)
+        resolved = _LOADER_HOMES.get(resolved, resolved)
+        return resolved if _is_code_loader(resolved, keywords) else None
 
     visit_ImportFrom = visit_Import
 
@@ -198,7 +242,8 @@ class _Visitor(ast.NodeVisitor):
             self.intent.fits.append(call)
         elif leaf == "train_test_split":
             self.intent.splits.append(call)
-        elif _is_code_loader(func, call.keywords):
+        elif (loader := self._loader(func, call.keywords)) is not None:
+            call.func = loader
             self.intent.file_loads.append(call)
             self.intent.loads.append(call)
         elif _is_load(func):
@@ -211,14 +256,19 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _make_call(self, node: ast.Call, func: str, targets: list[str]) -> Call:
-        args = [a.id if isinstance(a, ast.Name) else None for a in node.args]
         keywords: dict[str, object] = {}
         for kw in node.keywords:
             if kw.arg and isinstance(kw.value, ast.Constant):
                 keywords[kw.arg] = kw.value.value
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "load" and isinstance(node.func.value, ast.Call) \
+                and _dotted(node.func.value.func).endswith("Unpickler"):
+            node_args = node.func.value.args  # pickle.Unpickler(f).load(): the file is the Unpickler's
+        else:
+            node_args = node.args
+        args = [a.id if isinstance(a, ast.Name) else None for a in node_args]
         path = None
-        if node.args:
-            first = node.args[0]
+        if node_args:
+            first = node_args[0]
             path = _literal_path(first)
             if path is None and isinstance(first, ast.Name):
                 path = self._open_files.get(first.id)
@@ -295,8 +345,11 @@ def might_intend(source: str) -> bool:
     return bool(source) and _TRIGGER.search(source) is not None
 
 
-def parse_cell(source: str) -> CellIntent:
-    """Record a cell's loads, fits and splits. Never raises; a cell that does not parse intends nothing."""
+def parse_cell(source: str, ns: dict | None = None) -> CellIntent:
+    """Record a cell's loads, fits and splits. Never raises; a cell that does not parse intends nothing.
+
+    ``ns`` (the user namespace, read only) resolves loaders imported under another name in an earlier cell.
+    """
     intent = CellIntent()
     if not might_intend(source):
         return intent
@@ -305,7 +358,7 @@ def parse_cell(source: str) -> CellIntent:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return intent
     try:
-        _Visitor(source, intent).visit(tree)
+        _Visitor(source, intent, ns).visit(tree)
     except RecursionError:
         return CellIntent()
     return intent

@@ -98,6 +98,42 @@ SAFE_GLOBALS: frozenset[str] = frozenset(
     ]
 )
 
+#: torch.nn.functional functions a module may keep as an attribute (``self.act = F.relu``), by name: the
+#: module also holds other modules (``torch``, ``math``, ``importlib``...), so no pattern is safe here (found in
+#: review: ``torch.nn.functional.torch`` passed a lower-case-name rule and hid a P4 state injection).
+_TORCH_FUNCTIONAL = frozenset(
+    "relu relu6 rrelu elu celu selu gelu silu mish glu sigmoid tanh tanhshrink softmax softmin log_softmax "
+    "gumbel_softmax softsign softplus softshrink hardshrink hardtanh hardswish hardsigmoid leaky_relu "
+    "logsigmoid log_sigmoid prelu threshold dropout dropout1d dropout2d dropout3d alpha_dropout "
+    "feature_alpha_dropout normalize layer_norm group_norm rms_norm batch_norm instance_norm "
+    "local_response_norm linear bilinear embedding embedding_bag one_hot pad interpolate upsample "
+    "upsample_nearest upsample_bilinear avg_pool1d avg_pool2d avg_pool3d max_pool1d max_pool2d max_pool3d "
+    "adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d "
+    "adaptive_max_pool3d cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss kl_div "
+    "binary_cross_entropy binary_cross_entropy_with_logits poisson_nll_loss gaussian_nll_loss "
+    "cosine_similarity pairwise_distance scaled_dot_product_attention".split())
+#: pandas objects (DataFrame, Series, indexes, extension arrays and dtypes, timestamps, offsets): the
+#: classes pandas pickles by their public names, and the helpers its pickles call to rebuild them.
+_PANDAS = frozenset(
+    [*(f"pandas.{n}" for n in (
+        "DataFrame Series Index RangeIndex MultiIndex CategoricalIndex DatetimeIndex TimedeltaIndex PeriodIndex "
+        "IntervalIndex Categorical CategoricalDtype DatetimeTZDtype PeriodDtype IntervalDtype SparseDtype "
+        "StringDtype ArrowDtype BooleanDtype Float32Dtype Float64Dtype Int8Dtype Int16Dtype Int32Dtype Int64Dtype "
+        "UInt8Dtype UInt16Dtype UInt32Dtype UInt64Dtype NA NaT Timestamp Timedelta Period Interval").split()),
+     *(f"pandas.arrays.{n}" for n in (
+         "BooleanArray DatetimeArray FloatingArray IntegerArray IntervalArray PeriodArray SparseArray StringArray "
+         "TimedeltaArray NumpyExtensionArray ArrowStringArray ArrowExtensionArray").split()),
+     "pandas.core.indexes.base._new_Index", "pandas.core.indexes.datetimes._new_DatetimeIndex",
+     "pandas.core.indexes.timedeltas._new_TimedeltaIndex", "pandas.core.indexes.period._new_PeriodIndex",
+     "pandas._libs.internals._unpickle_block", "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked",
+     "pandas._libs.interval.__pyx_unpickle_IntervalMixin", "pandas._libs.sparse.IntIndex",
+     "pandas._libs.sparse.BlockIndex", "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
+     "pandas._libs.tslibs.timestamps._unpickle_timestamp", "pandas._libs.tslibs.nattype.__nat_unpickle",
+     "pandas.core.internals.blocks.new_block", "pandas.core.internals.blocks._extract_bool_array"])
+#: pandas modules whose classes (capitalised names) rebuild data: older pandas pickles by module path.
+_PANDAS_CLASS_MODULES = ("pandas.core.frame", "pandas.core.series", "pandas.core.indexes.", "pandas.core.internals.",
+                         "pandas.core.arrays.", "pandas.core.dtypes.dtypes", "pandas._libs.tslibs.offsets")
+
 #: scikit-learn subpackages whose classes (estimators, their fitted parts) are allowed.
 SKLEARN_SUBPACKAGES = frozenset(
     ["_loss", "calibration", "cluster", "compose", "covariance", "cross_decomposition", "decomposition", "discriminant_analysis", "dummy", "ensemble", "feature_extraction", "feature_selection", "frozen", "gaussian_process", "impute", "isotonic", "kernel_approximation", "kernel_ridge", "linear_model", "manifold", "metrics", "mixture", "model_selection", "multiclass", "multioutput", "naive_bayes", "neighbors", "neural_network", "pipeline", "preprocessing", "random_projection", "semi_supervised", "svm", "tree", "base"]
@@ -139,9 +175,13 @@ def _prefixes(full: str) -> list[str]:
 
 
 def _library_class(module: str, name: str) -> bool:
-    """Standard torch.nn / torch.optim classes, torch.nn.functional functions (activations a module keeps)
-    and scikit-learn estimator classes."""
-    if module in ("torch.nn.functional", "torch._C._nn") and re.fullmatch(r"[a-z][a-z0-9_]*", name):
+    """Standard torch.nn / torch.optim classes, torch.nn.functional functions (activations a module keeps),
+    scikit-learn estimator classes and pandas data classes."""
+    if module in ("torch.nn.functional", "torch._C._nn"):
+        return name in _TORCH_FUNCTIONAL
+    if f"{module}.{name}" in _PANDAS:
+        return True
+    if module.startswith(_PANDAS_CLASS_MODULES) and re.fullmatch(r"[A-Z]\w*", name):
         return True
     if "." in name or not re.fullmatch(r"_?[A-Z]\w*", name):
         if module.startswith("sklearn.") and re.fullmatch(r"__pyx_unpickle_[A-Z]\w*", name):

@@ -13,6 +13,7 @@ import ast
 import bz2
 import io
 import lzma
+import re
 import struct
 import tarfile
 import zipfile
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from . import _allowlist
 from ._pickle import (
     TORCH_LEGACY_MAGIC,
     LimitHit,
@@ -44,23 +46,45 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError
 
 #: Leading bytes → format, checked in order.
 _MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (_NPY_MAGIC, "npy"), (b"\x1f\x8b", "gzip"),
-          (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x5d\x00\x00", "lzma"), (b"\x04\x22\x4d\x18", "lz4"),
+          (b"\xfd7zXZ\x00", "xz"), (b"\x5d\x00\x00", "lzma"), (b"\x04\x22\x4d\x18", "lz4"),
           (b"ZF0x", "joblib-zf"), (b"7z\xbc\xaf\x27\x1c", "7z"))
+#: bz2: "BZh", a block size digit, then a block or the end-of-stream magic (not just any text "BZh...").
+_BZ2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")
+#: Formats that are not pickles and that no pickle loader reads (what ``%mlsec scanfile`` may be given).
+_OTHER_FORMATS = ((b"\x89HDF\r\n\x1a\n", "HDF5"), (b"\x89PNG\r\n\x1a\n", "PNG image"), (b"GGUF", "GGUF"),
+                  (b"PAR1", "Parquet"), (b"ARROW1", "Arrow"), (b"\xff\xd8\xff", "JPEG image"))
 
 
 def sniff(head: bytes) -> str:
-    """The format ``head`` (the first bytes of a file) announces."""
+    """The format ``head`` (the first bytes of a file) announces: a container or compression kind,
+    ``"pickle"`` (protocol 2+ header), ``"pickle?"`` (starts with a protocol 0/1 opcode), ``"other:NAME"``
+    (a known non-pickle format) or ``"other"``."""
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
+    if _BZ2.match(head):
+        return "bz2"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
+    for magic, name in _OTHER_FORMATS:
+        if head.startswith(magic):
+            return f"other:{name}"
+    if _is_safetensors(head):
+        return "other:safetensors"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
         return "zlib"
     mode = looks_like_pickle(head)
     if mode:
         return "pickle" if mode == "strict" else "pickle?"
     return "other"
+
+
+def _is_safetensors(head: bytes) -> bool:
+    """safetensors: an 8-byte little-endian JSON header length, then the JSON header."""
+    if len(head) < 10:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n < 100 * 2**20 and head[8:9] == b"{" and head[9:10] in b'"}'
 
 
 class _SourceIO(io.RawIOBase):
@@ -145,16 +169,33 @@ def _decompressor(kind: str) -> Callable[[], Any] | None:
     return None
 
 
-def _has_object(descr: Any) -> bool:
-    """Whether a .npy ``descr`` holds Python objects (then a pickle follows the header)."""
+#: A .npy ``descr`` string of plain data as ``numpy.lib.format`` writes it (no objects possible).
+_PLAIN_DESCR = re.compile(r"[<>|=]?([biufc][0-9]+|[SUVa][0-9]+|[Mm]8(\[[0-9]*[A-Za-z]+\])?|\?)")
+
+
+def _plain_descr(descr: Any) -> bool:
+    """Whether a .npy ``descr`` certainly holds no Python objects (else a pickle may follow the header).
+
+    An allowlist of the forms numpy writes: a type string (``'<f8'``, ``'|S3'``, ``'<M8[ns]'``) or a list
+    of ``(name, descr[, shape])`` fields. Anything else (``'O'``, ``'object'``, ``'i4,O'``, ``'(2,)O'``,
+    ``('O', (2,))``...) is read as an object array, as numpy may (found in review).
+    """
     if isinstance(descr, str):
-        return descr.lstrip("<>|=").startswith("O")
-    if isinstance(descr, (list, tuple)):
-        for f in descr:
-            if isinstance(f, (list, tuple)) and len(f) >= 2 and _has_object(f[1]):
-                return True
+        return _PLAIN_DESCR.fullmatch(descr) is not None
+    if not isinstance(descr, list) or not descr:
         return False
-    return True  # unreadable: assume the worst
+    for f in descr:
+        if not (isinstance(f, tuple) and len(f) in (2, 3)):
+            return False
+        name = f[0]
+        if not (isinstance(name, str) or (isinstance(name, tuple) and len(name) == 2
+                                          and all(isinstance(x, str) for x in name))):
+            return False
+        if len(f) == 3 and not (isinstance(f[2], tuple) and all(type(d) is int for d in f[2])):
+            return False
+        if not _plain_descr(f[1]):
+            return False
+    return True
 
 
 @dataclass
@@ -172,8 +213,14 @@ class Scanner:
     def _walk(self, src: Source, where: str, *, persid: str | None = None, nesting: int = 0) -> Walker:
         return Walker(src, self.sink, self.limits, persid=persid, nesting=nesting, tick=self.tick, where=where)
 
-    def pickles(self, src: Source, where: str, *, strict: bool, persid: str | None = None) -> str | None:
-        """Scan a pickle (and the pickles that follow it). ``None`` if, being lenient, it is not one."""
+    def pickles(self, src: Source, where: str, *, strict: bool, persid: str | None = None,
+                fail_closed: bool = False) -> str | None:
+        """Scan a pickle (and the pickles that follow it). ``None`` if, being lenient, it is not one.
+
+        ``fail_closed``: these bytes are what a loader unpickles, so bytes that start like a protocol 0/1
+        pickle and do not parse are a problem too (the unpickler may read them differently: an ``INT 0b1``
+        our parser once refused hid a payload from it, found in review).
+        """
         w = self._walk(src, where, persid=persid)
         try:
             first = w.run()
@@ -181,6 +228,10 @@ class Scanner:
             if strict or w.callables or isinstance(e, LimitHit):
                 self.sink.problem(f"{where}: {e}" if where else str(e))
                 return "pickle (broken)"
+            if fail_closed:
+                self.sink.problem(f"{where + ': ' if where else ''}the bytes start like a pickle but do not parse "
+                                  f"as one ({e}); an unpickler may still read them, so they are not passed as safe")
+                return "pickle (unparsable)"
             return None
         if first.value == TORCH_LEGACY_MAGIC and type(first.value) is int:
             self._torch_legacy(src, where)
@@ -244,24 +295,34 @@ class Scanner:
         except Exception as e:  # noqa: BLE001 - any malformed header (SyntaxError, ValueError, RecursionError...)
             self.sink.problem(f"{where}: unreadable .npy header ({type(e).__name__})")
             return "numpy .npy (bad header)"
-        if not _has_object(descr):
+        if _plain_descr(descr):
             return "numpy .npy"
         self.pickles(src, f"{where} (object array)".strip(), strict=True)
         return "numpy .npy (object array)"
 
     # ---- any stream ------------------------------------------------------------------------------
-    def stream(self, src: Source, where: str, *, nesting: int = 0, top: bool = False,
+    def stream(self, src: Source, where: str, *, nesting: int = 0, top: bool = False, loaded: bool = False,
                persid: str | None = None, name_says_pickle: bool = False) -> str:
-        """Sniff a stream and scan what it holds."""
+        """Sniff a stream and scan what it holds. ``top``: the file itself; ``loaded``: a stream a loader
+        unpickles (the file, or its decompressed content)."""
         head = src.peek(512)
         kind = sniff(head)
         if not head:
             return "empty"
         if kind == "npy":
             return self.npy(src, where)
+        if kind.startswith("other:"):  # a known non-pickle format; a pickle hiding at its start still shows
+            named, n_problems = len(self.sink.globals) + len(self.sink.critical_problems), len(self.sink.problems)
+            fmt = self.pickles(src, where, strict=False)
+            if named == len(self.sink.globals) + len(self.sink.critical_problems):
+                del self.sink.problems[n_problems:]  # e.g. a PNG's "P" read as PERSID: no loader gets further
+                return f"{kind[6:]} (not a pickle)"
+            self.sink.problem(f"{where + ': ' if where else ''}the file starts like a {kind[6:]} file and is also "
+                              "read as a pickle (a polyglot)")
+            return f"{kind[6:]} + {fmt or 'pickle'} (polyglot)"
         if kind in ("pickle", "pickle?") or name_says_pickle:
             strict = kind == "pickle" or name_says_pickle
-            fmt = self.pickles(src, where, strict=strict, persid=persid)
+            fmt = self.pickles(src, where, strict=strict, persid=persid, fail_closed=top or loaded)
             return fmt or "not a pickle"
         if kind == "joblib-zf":  # joblib < 0.10: "ZF" + the length in hex (19 chars), then a zlib stream
             src.skip(21, "old joblib header")
@@ -274,7 +335,7 @@ class Scanner:
             inner = Source(_Decompressed(_SourceIO(src), make, self.limits.max_decompressed), size=None,
                            meter=self.meter)
             try:
-                inner_fmt = self.stream(inner, where, nesting=nesting + 1)
+                inner_fmt = self.stream(inner, where, nesting=nesting + 1, loaded=top or loaded)
             except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
                 self.sink.problem(f"{where + ': ' if where else ''}the {kind} stream is corrupt ({e})")
                 inner_fmt = "corrupt"
@@ -302,7 +363,14 @@ class Scanner:
 
     # ---- zip -------------------------------------------------------------------------------------
     def zip(self, fh: BinaryIO, where: str = "", nesting: int = 0) -> str:
+        declared = _zip_declared_entries(fh)
+        if declared is not None and declared > self.limits.max_members:
+            self.sink.problem(f"{where + ': ' if where else ''}the zip declares {declared:,} members, over the limit of "
+                              f"{self.limits.max_members:,}; its first members were scanned by their local headers")
+            self._walk_local_headers(fh, where, nesting)
+            return "zip (too many members)"
         try:
+            fh.seek(0)
             zf = zipfile.ZipFile(fh)
             infos = zf.infolist()
         except _ZIP_ERRORS as e:
@@ -319,7 +387,8 @@ class Scanner:
                               "scanner (all were scanned)")
         prefixes = {n[: -len("data.pkl")] for n in names if n == "data.pkl" or n.endswith("/data.pkl")}
         is_torch = bool(prefixes)
-        ordered = sorted(infos, key=lambda i: (not i.filename.endswith(".pkl"), infos.index(i)))
+        ordered = [info for _, info in sorted(enumerate(infos),
+                                              key=lambda p: (not p[1].filename.endswith(".pkl"), p[0]))]
         n_npy = n_scanned = 0
         for info in ordered:
             self.tick()
@@ -404,6 +473,33 @@ class Scanner:
                 self.sink.problem(f"zip member {label!r} uses compression method {method}, not inspected")
             pos = start + csize
 
+    # ---- joblib read by pickle.load -------------------------------------------------------------------
+    def plain_view(self, fh: BinaryIO, size: int) -> None:
+        """Read an uncompressed joblib file as ``pickle.load`` would: the bytes joblib takes as array data
+        are then more opcodes, which may hide a payload from a joblib-aware scan (found in review)."""
+        fh.seek(0)
+        sink = Sink()
+        walker = Walker(Source(fh, size=size, meter=self.meter, seekable=True), sink, self.limits,
+                        joblib=False, tick=self.tick, where="read by pickle.load")
+        try:
+            walker.run()
+        except ParseError:
+            pass  # array bytes seldom parse: pickle.load fails there too, after what it saw
+        # Only what can do harm is kept: an object array's nested pickle read with the outer memo names junk
+        # (``NumpyArrayWrapper.dtype``) that pickle.load fails to import, which is not worth a finding.
+        risky = [g for g in sink.globals if g not in self.sink.globals and
+                 _allowlist.classify(g, sink.globals[g], sink.chains.get(g))[0] in ("unsafe", "critical")]
+        for g in risky:
+            self.sink.globals[g] = sink.globals[g]
+            if g in sink.chains:
+                self.sink.chains[g] = sink.chains[g]
+        if risky:
+            self.sink.problem("read by pickle.load instead of joblib.load, the bytes joblib takes as array data are "
+                              f"pickle opcodes that import {', '.join(risky[:5])}")
+        for text in sink.critical_problems:
+            if "built at run time" not in text:
+                self.sink.problem(f"read by pickle.load: {text}", critical=True)
+
     # ---- tar (torch < 0.4) -------------------------------------------------------------------------
     def tar(self, fh: BinaryIO, where: str = "", nesting: int = 0) -> str:
         try:
@@ -468,6 +564,33 @@ class Scanner:
             self._walk(src, label).run()
             ndim = struct.unpack("<i", src.read(4, "tensor ndim"))[0]
             src.skip(4 + 16 * ndim + 8, "tensor shape")
+
+
+def _zip_declared_entries(fh: BinaryIO) -> int | None:
+    """How many members a zip's end-of-central-directory record declares (zip64 too), read before
+    ``zipfile`` builds one object per member; ``None`` if the record is not found."""
+    try:
+        fh.seek(0, 2)
+        size = fh.tell()
+        tail_len = min(size, 22 + 65535 + 20)
+        fh.seek(size - tail_len)
+        tail = fh.read(tail_len)
+    except (OSError, ValueError):
+        return None
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    count = struct.unpack("<H", tail[at + 10:at + 12])[0]
+    if count == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":  # zip64 locator
+        offset = struct.unpack("<Q", tail[at - 12:at - 4])[0]
+        try:
+            fh.seek(offset)
+            rec = fh.read(56)
+        except (OSError, ValueError, OverflowError):
+            return None
+        if len(rec) == 56 and rec[:4] == b"PK\x06\x06":
+            count = struct.unpack("<Q", rec[32:40])[0]
+    return count
 
 
 class _Crc:

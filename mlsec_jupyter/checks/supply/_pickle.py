@@ -23,6 +23,7 @@ a nested pickle (scanned).
 from __future__ import annotations
 
 import codecs
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class Limits:
     max_bytes: int = 64 * 2**30  # bytes read in one scan, decompressed bytes included
     max_decompressed: int = 16 * 2**30  # per compressed stream or zip member
     max_pickles: int = 64  # pickles one after another in one stream
-    max_members: int = 10_000  # zip / tar members
+    max_members: int = 100_000  # zip / tar members
     max_nesting: int = 8  # pickles inside pickles (joblib object arrays), zips inside zips
     max_kept_bytes: int = 32 * 2**20  # string bytes kept as values over one pickle
 
@@ -278,14 +279,22 @@ class SList(list):
 
 
 class SDict(dict):
-    """A symbolic dict: at most KEEP_ITEMS hashable keys kept."""
+    """A symbolic dict: at most KEEP_ITEMS hashable keys kept; a kept key is always overwritten (the
+    unpickler's last write wins). ``lossy`` says a key was dropped, so a value read from it may be stale."""
+
+    lossy = False
 
     def put(self, k: Any, v: Any) -> None:
-        if len(self) < KEEP_ITEMS and isinstance(k, (str, int, float, bytes, bool, type(None), tuple)):
-            try:
+        if not isinstance(k, (str, int, float, bytes, bool, type(None), tuple)):
+            self.lossy = True
+            return
+        try:
+            if k in self or len(self) < KEEP_ITEMS:
                 self[k] = v
-            except TypeError:  # a tuple holding unhashable symbolic values
-                pass
+                return
+        except TypeError:  # a tuple holding unhashable symbolic values
+            pass
+        self.lossy = True
 
 
 _BIG_STR = Opaque("long string")
@@ -325,6 +334,10 @@ class Sink:
         target = self.critical_problems if critical else self.problems
         if text not in self.problems and text not in self.critical_problems and len(target) < 200:
             target.append(text)
+
+    def seen(self) -> int:
+        """A count that grows whenever a global or a problem is recorded."""
+        return len(self.globals) + len(self.problems) + len(self.critical_problems)
 
     def note(self, text: str) -> None:
         if text not in self.notes and len(self.notes) < 200:
@@ -372,12 +385,16 @@ class Walker:
 
     ``persid`` says what persistent ids mean here: ``"torch"`` (storages of a torch checkpoint),
     or ``None`` (a plain ``pickle.load`` has no ``persistent_load``: any persistent id is a problem).
+    ``joblib`` says whether to read the stream as ``joblib.load`` does (array bytes follow a wrapper's
+    BUILD) or as ``pickle.load`` does (those bytes are more opcodes).
     """
 
     def __init__(self, src: Source, sink: Sink, limits: Limits, *, persid: str | None = None,
-                 nesting: int = 0, tick: Callable[[], None] | None = None, where: str = ""):
+                 nesting: int = 0, tick: Callable[[], None] | None = None, where: str = "",
+                 joblib: bool = True):
         self.src, self.sink, self.limits = src, sink, limits
         self.persid = persid
+        self.joblib = joblib
         self.nesting = nesting
         self.tick = tick
         self.where = where
@@ -471,11 +488,14 @@ class Walker:
         except KeyError:
             raise ParseError(f"memo GET of key {key}, which was never PUT, {self._at()}") from None
 
-    def _call(self, callee: Any, args: Any, kind: str) -> Obj:
+    def _call(self, callee: Any, args: Any, kind: str) -> Any:
         if isinstance(callee, Ref):
             problem = _allowlist.call_problem(callee.full, args)
             if problem:
                 self.sink.problem(problem, critical=True)
+            passed = _passed_through(callee.full, args)
+            if passed is not _NOTHING:
+                return passed  # numpy.object_(x) is x itself: a later BUILD acts on x
         return Obj(callee, args, kind)
 
     # ---- the loop --------------------------------------------------------------------------------
@@ -565,12 +585,16 @@ class Walker:
         self.push(self._parse_int(line, "INT"))
 
     def _parse_int(self, line: bytes, what: str) -> Any:
+        """INT/LONG as CPython reads them: ``int(line, 0)`` (``0x``, ``0o``, ``0b``, underscores, spaces);
+        the C unpickler's ``strtol`` also takes ``010`` (octal)."""
         if self.src.line_len > 4000:
             return _BIG_INT
-        try:
-            return int(line, 0) if line[:2].lower() in (b"0x", b"0o") else int(line)
-        except ValueError:
-            raise ParseError(f"bad {what} {line[:40]!r} {self._at()}") from None
+        for base in (0, 8, 10):
+            try:
+                return int(line, base)
+            except ValueError:
+                continue
+        raise ParseError(f"bad {what} {line[:40]!r} {self._at()}")
 
     def op_long(self):
         line = self._line("LONG")
@@ -748,7 +772,7 @@ class Walker:
             raise ParseError(f"SETITEMS with no dict {self._at()}")
         d = self.stack[-1]
         if isinstance(d, SDict):
-            for i in range(0, min(len(items) - 1, 2 * KEEP_ITEMS), 2):
+            for i in range(0, len(items) - 1, 2):
                 d.put(items[i], items[i + 1])
 
     # memo
@@ -775,9 +799,18 @@ class Walker:
 
     # globals and calls
     def op_global(self):
-        module = self._line("GLOBAL module")
-        name = self._line("GLOBAL name")
-        self.push(self._global(_utf8_or_fail(self, module), _utf8_or_fail(self, name), "GLOBAL"))
+        self.push(self._line_global("GLOBAL"))
+
+    def _line_global(self, how: str) -> Ref:
+        module = self._line(f"{how} module")
+        long_line = self.src.line_len > len(module)
+        name = self._line(f"{how} name")
+        if long_line or self.src.line_len > len(name):
+            self.sink.problem(f"a {how} name longer than {KEEP_BYTES:,} bytes {self._at()}: it cannot be checked",
+                              critical=True)
+            self.callables += 1
+            return Ref("<unresolved>", "<overlong name>")
+        return self._global(_utf8_or_fail(self, module), _utf8_or_fail(self, name), how)
 
     def op_stack_global(self):
         name = self.pop()
@@ -785,9 +818,7 @@ class Walker:
         self.push(self._global(module, name, "STACK_GLOBAL"))
 
     def op_inst(self):
-        module = self._line("INST module")
-        name = self._line("INST name")
-        ref = self._global(_utf8_or_fail(self, module), _utf8_or_fail(self, name), "INST")
+        ref = self._line_global("INST")
         args = _tuple(self.pop_mark())
         self.push(self._call(ref, args, "INST"))
 
@@ -824,8 +855,14 @@ class Walker:
             return
         if isinstance(target, Obj):
             target.state = state
-            if target.callee_name == JOBLIB_WRAPPER:
+            if not self.joblib:
+                return
+            built = _built_class(target)
+            if built == JOBLIB_WRAPPER:
                 self._joblib_array(target)
+            elif built is None and JOBLIB_WRAPPER in self.sink.globals:
+                raise ParseError(f"BUILD on an object of unknown class in a joblib file {self._at()}: whether "
+                                 "array bytes follow it (and where they end) cannot be known")
 
     def op_ext(self, size: int):
         code = self._uint(size, f"EXT{size}")
@@ -878,6 +915,8 @@ class Walker:
         self.frame_end = None
         if not isinstance(state, SDict):
             raise ParseError(f"a joblib NumpyArrayWrapper without a state dict {self._at()}")
+        if state.lossy:
+            raise ParseError(f"a joblib NumpyArrayWrapper whose state has too many keys to read {self._at()}")
         shape = state.get("shape")
         info = _dtype_info(state.get("dtype"))
         if not (isinstance(shape, tuple) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
@@ -949,30 +988,82 @@ def _describe(v: Any) -> str:
     return type(v).__name__
 
 
-_FIXED_SIZES = {"b": 1, "?": 1, "M": 8, "m": 8, "O": 8}
+_NOTHING = object()
+#: Constructors that can return their argument itself (``numpy.object_(x) is x``), so a BUILD after the
+#: call may act on a global passed in (reviewer's P4 variant).
+_IDENTITY_CALLS = frozenset({"numpy.object_"})
+_CLASS_FIRST = frozenset({"copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__"})
+
+
+def _passed_through(callee: str, args: Any) -> Any:
+    """What an identity-like call returns when it returns one of its arguments, else ``_NOTHING``:
+    ``numpy.object_(x)``, ``copyreg.__newobj__(numpy.object_, x)``, ``copyreg._reconstructor(cls,
+    numpy.object_, x)`` (``object_.__new__`` returns ``x``)."""
+    if not isinstance(args, tuple):
+        return _NOTHING
+    if callee in _IDENTITY_CALLS and len(args) == 1:
+        return args[0]
+    if callee in ("copyreg.__newobj__",) and len(args) == 2 and _ref_name(args[0]) in _IDENTITY_CALLS:
+        return args[1]
+    if callee == "copyreg._reconstructor" and len(args) == 3 and _ref_name(args[1]) in _IDENTITY_CALLS:
+        return args[2]
+    return _NOTHING
+
+
+def _ref_name(v: Any) -> str | None:
+    return v.full if isinstance(v, Ref) else None
+
+
+def _built_class(obj: Obj) -> str | None:
+    """The class of the object a call builds: the callee itself (``NEWOBJ``, ``OBJ``, a class called by
+    ``REDUCE``), or the class ``copyreg`` helpers are given; ``None`` if the callee is computed."""
+    name = obj.callee_name
+    if name in _CLASS_FIRST and isinstance(obj.args, tuple) and obj.args:
+        return _ref_name(obj.args[0])
+    return name
+
+
+#: numpy's fixed-size type codes → itemsize (for a spec without digits)
+_FIXED_SIZES = {"b": 1, "B": 1, "?": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
+                "p": 8, "P": 8, "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16, "G": 32, "M": 8, "m": 8,
+                "O": 8}
+_DTYPE_SPEC = re.compile(r"([biufcOSUVamM?bBhHiIlLqQpPefdgFDG])([0-9]*)(\[[A-Za-z0-9]+\])?")
+_FLEXIBLE = frozenset("SUVa")
 
 
 def _dtype_info(dt: Any) -> tuple[int, bool] | None:
-    """(itemsize, has objects) of a pickled ``numpy.dtype(...)`` call, or ``None`` if unreadable."""
+    """(itemsize, has objects) of a pickled ``numpy.dtype(spec, ...)`` call, or ``None`` if unreadable.
+
+    As numpy's ``dtype.__setstate__``: the state's elsize counts only for flexible kinds (S, U, V) and
+    structured dtypes; for every other kind the size is the spec's (found in review: a ``u1`` whose state
+    claimed 1000 bytes desynchronised the walk from joblib's).
+    """
     if not (isinstance(dt, Obj) and dt.callee_name in _allowlist.NUMPY_DTYPE and isinstance(dt.args, tuple)
             and dt.args and isinstance(dt.args[0], str)):
         return None
-    spec = dt.args[0]
+    m = _DTYPE_SPEC.fullmatch(dt.args[0])
+    if m is None:
+        return None
+    kind, digits = m.group(1), m.group(2)
     state = dt.state if isinstance(dt.state, tuple) else ()
-    hasobject = spec.startswith("O")
+    if len(state) > 2 and state[2] is not None:
+        return None  # a subarray dtype: its shape multiplies the size (numpy never pickles one at top level)
     fields = state[4] if len(state) > 4 else None
-    if isinstance(fields, SDict):
+    hasobject = kind == "O"
+    if fields is not None:
+        if not isinstance(fields, SDict) or fields.lossy:
+            return None
         for v in fields.values():
             sub = _dtype_info(v[0]) if isinstance(v, tuple) and v else None
             if sub is None:
                 return None
             hasobject = hasobject or sub[1]
     elsize = state[5] if len(state) > 5 else -1
-    if isinstance(elsize, int) and elsize > 0:
+    if (kind in _FLEXIBLE or fields is not None) and type(elsize) is int and elsize > 0:
         return elsize, hasobject
-    kind, digits = spec[:1], spec[1:]
-    if digits.isdigit():
-        return int(digits), hasobject
-    if kind in _FIXED_SIZES and not digits:
+    if digits:
+        size = int(digits)
+        return (size * 4 if kind == "U" else size), hasobject
+    if kind in _FIXED_SIZES:
         return _FIXED_SIZES[kind], hasobject
     return None

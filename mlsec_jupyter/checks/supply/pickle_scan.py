@@ -60,6 +60,7 @@ class ScanResult:
     verdict: str = "safe"
     severity: Severity = Severity.INFO
     reasons: dict[str, str] = field(default_factory=dict)  # global -> why it is not safe
+    stopped: str = ""  # why the scan stopped before the end of the file (its time budget), if it did
 
     @property
     def safe(self) -> bool:
@@ -95,11 +96,13 @@ def scan_path(path: str | os.PathLike, *, budget: Budget | None = None,
             if kind == "zip":
                 fmt = scanner.zip(fh)
             elif kind == "tar":
-                fmt = scanner.tar(fh)
+                fmt = _tar_with_prefix(scanner, src, fh)
             else:
                 fmt = scanner.stream(src, "", top=True)
                 if size == 0:
                     fmt = "empty file"
+                if sink.joblib_arrays and fmt.startswith("joblib (pickle"):
+                    scanner.plain_view(fh, size)
                 # a zip hiding behind another format (zipfile finds the central directory at the end)
                 if fmt not in ("empty file",) and _zip_at_end(fh):
                     sink.problem("the file is both a " + fmt + " and a zip archive (a polyglot): loaders "
@@ -114,7 +117,7 @@ def scan_path(path: str | os.PathLike, *, budget: Budget | None = None,
         result.seconds = time.monotonic() - started
         return result
     except CheckTimeout as e:
-        sink.problem(f"the scan stopped early ({e}); only part of the file was checked")
+        result.stopped = f"the scan stopped early ({e}) after {meter.total:,} bytes; the rest was not checked"
         result.format = result.format if result.format != "not a pickle" else "incomplete"
     except (ParseError, LimitHit) as e:  # a cap or parse error outside any member/stream handler
         sink.problem(str(e))
@@ -127,6 +130,19 @@ def scan_path(path: str | os.PathLike, *, budget: Budget | None = None,
     result.seconds = time.monotonic() - started
     _judge(result, sink)
     return result
+
+
+def _tar_with_prefix(scanner: Scanner, src: Source, fh: Any) -> str:
+    """A tar archive whose first header (a member name) is also a pickle is a polyglot: ``pickle.load``
+    reads the file from byte 0 (found in review). Both views are scanned."""
+    sink = scanner.sink
+    before = sink.seen()
+    scanner.pickles(src, "", strict=False)
+    if sink.seen() != before:  # the prefix names a global or breaks after one
+        sink.problem("the file is both a tar archive and a pickle (a polyglot): pickle.load reads the tar "
+                     "header as opcodes; both views were scanned")
+    fh.seek(0)
+    return scanner.tar(fh)
 
 
 def _zip_at_end(fh: Any) -> bool:
@@ -154,6 +170,9 @@ def _judge(result: ScanResult, sink: Sink) -> None:
     if result.unsafe_globals or result.problems:
         result.verdict = "unsafe"
         result.severity = Severity.CRITICAL if critical else Severity.HIGH
+    elif result.stopped:
+        result.verdict = "incomplete"
+        result.severity = Severity.HIGH
     elif result.custom_globals:
         result.verdict = "custom code"
         result.severity = Severity.MEDIUM
@@ -225,10 +244,18 @@ def _finding(result: ScanResult, *, loader: str | None, torch_version: str | Non
     severity = result.severity
     rec_trust = ("Only load model files from sources you trust, and verify a published hash or signature "
                  "before loading (`%mlsec sign` / `%mlsec verify` do this for data files).")
+    if result.stopped:
+        metrics["stopped"] = result.stopped
     if result.verdict == "unreadable":
         title = f"Model file could not be scanned: {short}"
         summary = result.problems[0] if result.problems else "the file could not be read"
         rec = "Check the path; the file was not scanned, so nothing is known about its safety."
+    elif result.verdict == "incomplete":
+        title = f"Model file not fully scanned: {short} (the time budget ran out)"
+        summary = (f"{short} ({result.format}): {result.stopped}. Nothing unsafe was found in the part that was "
+                   "checked, but the rest could hide code that runs when the file is loaded.")
+        rec = (f"Scan it without the cell's time limit: `%mlsec scanfile {short}` (up to 120 s), or raise the "
+               "limit with `%mlsec config time_budget=…` and run the cell again. " + rec_trust)
     elif result.verdict == "unsafe":
         if result.unsafe_globals:
             title = f"Unsafe model file: it calls {_names(result.unsafe_globals, 2)} when loaded"
@@ -242,6 +269,8 @@ def _finding(result: ScanResult, *, loader: str | None, torch_version: str | Non
             parts.append(f"It also needs code from outside the allowlist: {_names(result.custom_globals, 5)}.")
         if result.problems:
             parts.append("Problems: " + "; ".join(result.problems[:5]) + ".")
+        if result.stopped:
+            parts.append(result.stopped[:1].upper() + result.stopped[1:] + ".")
         summary = " ".join(parts)
         rec = ("Do not load this file. If you must inspect it, do so in an isolated, network-less sandbox; "
                "prefer a copy in a format that cannot run code (safetensors; skops for scikit-learn). " + rec_trust)
@@ -265,7 +294,7 @@ def _finding(result: ScanResult, *, loader: str | None, torch_version: str | Non
         summary += (f" The installed torch {torch_version} has known weights_only=True bypasses "
                     f"({', '.join(advisories)}): weights_only does not protect this load.")
         rec = "Upgrade torch to 2.10 or later. " + rec
-        if result.verdict in ("custom code", "unsafe"):
+        if result.verdict in ("custom code", "unsafe", "incomplete"):
             severity = max(severity, Severity.HIGH)
         else:
             severity = max(severity, Severity.LOW)
