@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ast
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .artifacts import Kind, classify, features_of
@@ -43,21 +43,47 @@ class Preflight:
 
 
 def preflight(intent: CellIntent, ns: Mapping[str, Any], session: Any) -> Preflight:
-    """Every pre-run check that applies to this cell (see the module docstring)."""
+    """Every pre-run check that applies to this cell (see the module docstring). A check that fails
+    (a bug) gets a card line, and blocks the cell when its policy is ``block``: it fails closed."""
     result = Preflight()
     if intent.file_loads:
-        _model_files(intent, ns, session, result)
+        _guarded(_model_files, "model file scan", "file_policy", intent, ns, session, result)
     if intent.torch_training:
-        _dp_budget(intent, ns, session, result)
+        _guarded(_dp_budget, "privacy budget check", "budget_policy", intent, ns, session, result)
     return result
 
+
+def _guarded(check: Any, what: str, policy: str, intent: CellIntent, ns: Mapping[str, Any], session: Any,
+             result: Preflight) -> None:
+    try:
+        check(intent, ns, session, result)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a pre-run check must never break the cell, nor wave it through
+        blocking = getattr(session.config, policy, "warn") == "block"
+        result.findings.append(Finding(
+            "supply.pickle" if policy == "file_policy" else "privacy.dp_budget", Severity.HIGH,
+            f"The {what} before this cell failed", f"{type(exc).__name__}: {exc}" +
+            (f" The cell was not run ({policy}=block)." if blocking else " The cell ran unchecked."),
+            metrics=({"verdict": "incomplete", "globals": [], "unsafe_globals": [], "format": ""}
+                     if policy == "file_policy" else {"epsilon": None, "delta": None, "budget_epsilon": None}),
+            recommendation="Please report this as a bug of mlsec-jupyter; meanwhile "
+                           f"`%mlsec config {policy}=warn` lets the cell run."))
+        if blocking:
+            result.block = f"mlsec-jupyter blocked this cell: the {what} failed ({type(exc).__name__}: {exc})."
+
+
+#: Said on every pre-run scan: what the pre-run scan does and does not cover (README, "Model files").
+PRE_RUN_COVERAGE = ("Scanned before the cell ran because the cell's own code loads it; a load inside a function "
+                    "the cell calls (your helper, torch.hub.load, from_pretrained) is not scanned before it runs: "
+                    "use %mlsec scanfile PATH for those files.")
 
 #: Loaders that run code from the file they read (``torch.load`` only with ``weights_only=False``).
 _EXECUTING = {"pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load", "pd.read_pickle",
               "pandas.read_pickle", "np.load", "numpy.load"}
 
 
-def _path_of(call: Any, ns: Mapping[str, Any], bound: set[str] | None) -> str | None:
+def path_of(call: Any, ns: Mapping[str, Any], bound: set[str] | None) -> str | None:
     """The file a load call reads: its literal path, or the path / open file its first argument names,
     unless the cell binds that name itself (``bound``; ``None``: the cell may bind any name)."""
     import os
@@ -98,7 +124,7 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
     spec = get_check("supply.pickle")
     policy = getattr(session.config, "file_policy", "warn")
     for call in intent.file_loads:
-        path = _path_of(call, ns, None if intent.dynamic else intent.bound)
+        path = path_of(call, ns, None if intent.dynamic else intent.bound)
         if path is None or path in result.scanned:
             continue
         budget = Budget(seconds=session.config.time_budget)
@@ -106,8 +132,8 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
         if not any(f.metrics.get("verdict") == "unreadable" for f in findings):
             result.scanned.add(path)  # a file the cell is about to write is scanned after it runs
         runs_code = executes_code(call)
-        for f in findings:
-            result.findings.append(f)
+        findings = [replace(f, summary=f"{f.summary} {PRE_RUN_COVERAGE}") for f in findings]
+        result.findings.extend(findings)
         if call.func.endswith("torch.load") and call.keywords.get("weights_only") is False:
             result.findings.append(Finding(
                 "supply.pickle", Severity.MEDIUM, "torch.load(..., weights_only=False) runs any code in the file",

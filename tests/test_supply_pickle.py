@@ -335,8 +335,8 @@ def test_p12_huge_declared_length_is_refused_before_reading(tmp_path):
 
 
 @pytest.mark.parametrize("data,limits,problem", [
-    (b"\x80\x02]" + b"(" * 50 + b".", Limits(max_stack=20), "stack depth"),
-    (b"\x80\x02N" + b"2" * 100 + b".", Limits(max_opcodes=50), "opcode limit"),
+    (b"\x80\x02]" + b"(" * 600 + b".", Limits(max_stack=20), "stack depth"),  # caps are checked every 256 opcodes
+    (b"\x80\x02N" + b"2" * 600 + b".", Limits(max_opcodes=50), "opcode limit"),
     (b"\x80\x02N" + b"".join(b"r" + struct.pack("<I", i) for i in range(30)) + b".", Limits(max_memo=10), "memo limit"),
 ], ids=["deep nesting", "opcodes", "memo"])
 def test_p12_limits_stop_the_scan_and_make_it_unsafe(tmp_path, data, limits, problem):

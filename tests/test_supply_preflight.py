@@ -110,8 +110,9 @@ def test_a_path_the_cell_rebinds_is_not_read_from_before_the_cell(ip, files):
     result, outputs, _, _ = run(ip, "import pickle\np = 'evil.pkl'\nran2 = True\nif False:\n"
                                     "    obj = pickle.load(open(p, 'rb'))")
     assert result.success and ip.user_ns["ran2"]
-    safe_cards = [f for c in card_bundles(outputs) for f in _supply(c) if f["severity"] == "info"]
-    assert not safe_cards, "the pre-run scan must not vouch for good.pkl when the cell loads evil.pkl"
+    severities = [f["severity"] for c in card_bundles(outputs) for f in _supply(c)]
+    assert "info" not in severities, "the pre-run scan must not vouch for good.pkl when the cell loads evil.pkl"
+    assert severities == ["critical"], "evil.pkl, the file p names after the cell, is scanned after it runs"
 
 
 def test_a_file_the_cell_writes_is_scanned_after_it_runs(ip, files):
@@ -157,3 +158,24 @@ def test_a_scan_that_runs_out_of_time_says_so_and_blocks(ip, files):
     ip.run_line_magic("mlsec", "config file_policy=block")
     result, _, _, _ = run(ip, "ran_again = True\nobj = pickle.load(open('big.pkl', 'rb'))")
     assert not result.success and "ran_again" not in ip.user_ns and "not fully scanned" in str(result.error_in_exec)
+
+
+def test_a_failing_pre_run_check_blocks_under_block_policy(ip, files, monkeypatch):
+    """Fault injection: a bug in the pre-run scan must not wave an unsafe load through (it once did: the
+    gate's catch-all let the cell run)."""
+    from mlsec_jupyter import preflight
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(preflight, "_model_files", broken)
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, outputs, _, _ = run(ip, "import pickle\nobj = pickle.load(open('evil.pkl', 'rb'))")
+    assert not result.success and "obj" not in ip.user_ns and not (files / "pwned").exists()
+    assert "model file scan failed (RuntimeError: injected)" in str(result.error_in_exec)
+    (finding,) = [f for c in card_bundles(outputs) for f in _supply(c)]
+    assert finding["title"] == "The model file scan before this cell failed" and finding["severity"] == "high"
+    ip.run_line_magic("mlsec", "config file_policy=warn")
+    result, outputs, _, _ = run(ip, "ran = True\nif False:\n    obj = pickle.load(open('evil.pkl', 'rb'))")
+    assert result.success and ip.user_ns["ran"]
+    assert any("The cell ran unchecked" in f["summary"] for c in card_bundles(outputs) for f in _supply(c))

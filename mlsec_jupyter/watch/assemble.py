@@ -119,7 +119,7 @@ class Assembler:
             out += self._from_torch_loop(intent, ns, used)
         for call in intent.loads:
             out += _with_path(self._from_load(call, kinds, ns, used), call.path)
-        out += self._model_files(intent)
+        out += self._model_files(intent, ns)
         if force or intent.loads:
             out += self._leftovers(kinds, ns, used, require_2d=not force)
         return out
@@ -233,9 +233,17 @@ class Assembler:
         return Dataset(X=tensors[0], y=y, name=name, role=role, source="TensorDataset")
 
     @staticmethod
-    def _model_files(intent: CellIntent) -> list[Artifact]:
-        return [ModelFile(path=c.path, loader=c.func, name=", ".join(c.targets), source=c.source)
-                for c in intent.file_loads if c.path]
+    def _model_files(intent: CellIntent, ns: Mapping[str, Any]) -> list[Artifact]:
+        """Model files the cell loaded: a literal path, or the path / open file a name holds now that the
+        cell has run (a path the cell computed itself; the extension skips files scanned before the run)."""
+        from ..preflight import path_of
+
+        out: list[Artifact] = []
+        for c in intent.file_loads:
+            path = c.path or path_of(c, ns, set())
+            if path:
+                out.append(ModelFile(path=path, loader=c.func, name=", ".join(c.targets), source=c.source))
+        return out
 
     def _leftovers(self, kinds: dict[str, Kind], ns: Mapping[str, Any], used: set[str],
                    *, require_2d: bool) -> list[Artifact]:

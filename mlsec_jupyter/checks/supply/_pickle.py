@@ -42,11 +42,12 @@ JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps that keep a scan bounded in time and memory (fickling's caps for the first three)."""
+    """Caps that keep a scan bounded in time and memory; the opcode and stack caps are checked every 256
+    opcodes."""
 
-    max_opcodes: int = 1_000_000  # per pickle
+    max_opcodes: int = 100_000_000  # per pickle (the time budget is the usual stop)
     max_stack: int = 10_000  # stack items plus marks
-    max_memo: int = 100_000
+    max_memo: int = 1_000_000  # about 150 MB of symbolic values at worst
     max_bytes: int = 64 * 2**30  # bytes read in one scan, decompressed bytes included
     max_decompressed: int = 16 * 2**30  # per compressed stream or zip member
     max_pickles: int = 64  # pickles one after another in one stream
@@ -424,6 +425,15 @@ class Walker:
         self.below -= len(self.stack) + 1
         return items
 
+    def _arg_byte(self) -> int:
+        """A one-byte opcode argument (from the buffer when it is there)."""
+        src = self.src
+        i = src.i
+        if i < len(src.buf):
+            src.i = i + 1
+            return src.buf[i]
+        return src.byte()
+
     def push(self, v: Any) -> None:
         self.stack.append(v)
 
@@ -513,10 +523,13 @@ class Walker:
             else:
                 code = src.byte()
             n += 1
-            if n > max_ops:
-                raise LimitHit(f"opcode limit of {max_ops:,} reached {self._at()}")
-            if not n & 0x3FFF and self.tick is not None:
-                self.tick()
+            if not n & 0xFF:  # caps are checked every 256 opcodes (a stack grows by one item an opcode at most)
+                if n > max_ops:
+                    raise LimitHit(f"opcode limit of {max_ops:,} reached {self._at()}")
+                if len(self.stack) + self.below > max_stack:
+                    raise LimitHit(f"stack depth limit of {max_stack:,} reached {self._at()}")
+                if not n & 0x3FFF and self.tick is not None:
+                    self.tick()
             if code == 0x2E:  # STOP
                 self._frame_check()
                 if not self.stack:
@@ -534,8 +547,6 @@ class Walker:
             end = self.frame_end
             if end is not None and src.base + src.i >= end:
                 self._frame_check()
-            if len(self.stack) + self.below > max_stack:
-                raise LimitHit(f"stack depth limit of {max_stack:,} reached {self._at()}")
 
     def _frame_check(self) -> None:
         end = self.frame_end
@@ -606,10 +617,10 @@ class Walker:
         self.push(struct.unpack("<i", self.src.read(4, "BININT"))[0])
 
     def op_binint1(self):
-        self.push(self.src.byte())
+        self.stack.append(self._arg_byte())
 
     def op_binint2(self):
-        self.push(self._uint(2, "BININT2"))
+        self.stack.append(self._uint(2, "BININT2"))
 
     def op_none(self):
         self.push(None)
@@ -666,7 +677,20 @@ class Walker:
         self.push(self._counted_str(self._uint(4, "BINUNICODE"), "BINUNICODE", _utf8))
 
     def op_short_binunicode(self):
-        self.push(self._counted_str(self.src.byte(), "SHORT_BINUNICODE", _utf8))
+        src = self.src
+        n = self._arg_byte()
+        i = src.i
+        raw = src.buf[i:i + n]
+        if len(raw) == n:  # the common case: already buffered, no length check or copy needed
+            src.i = i + n
+            self.kept += n
+            if self.kept <= self.limits.max_kept_bytes:
+                try:
+                    return self.stack.append(raw.decode("utf-8", "surrogatepass"))
+                except UnicodeDecodeError as e:
+                    raise ParseError(f"undecodable string {self._at()}: {e}") from None
+            return self.stack.append(_BIG_STR)
+        self.stack.append(self._counted_str(n, "SHORT_BINUNICODE", _utf8))
 
     def op_binunicode8(self):
         self.push(self._counted_str(self._uint(8, "BINUNICODE8"), "BINUNICODE8", _utf8))
@@ -780,19 +804,27 @@ class Walker:
         self._put(self._memo_key(self._line("PUT"), "PUT"))
 
     def op_binput(self):
-        self._put(self.src.byte())
+        self._put(self._arg_byte())
 
     def op_long_binput(self):
         self._put(self._uint(4, "LONG_BINPUT"))
 
     def op_memoize(self):
-        self._put(len(self.memo))
+        memo = self.memo
+        if self.stack and len(memo) < self.limits.max_memo:
+            memo[len(memo)] = self.stack[-1]
+        else:
+            self._put(len(memo))
 
     def op_get(self):
         self._get(self._memo_key(self._line("GET"), "GET"))
 
     def op_binget(self):
-        self._get(self.src.byte())
+        key = self._arg_byte()
+        try:
+            self.stack.append(self.memo[key])
+        except KeyError:
+            raise ParseError(f"memo GET of key {key}, which was never PUT, {self._at()}") from None
 
     def op_long_binget(self):
         self._get(self._uint(4, "LONG_BINGET"))
