@@ -80,7 +80,7 @@ PRE_RUN_COVERAGE = ("Scanned before the cell ran because the cell's own code loa
 
 #: Loaders that run code from the file they read (``torch.load`` only with ``weights_only=False``).
 _EXECUTING = {"pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load", "pd.read_pickle",
-              "pandas.read_pickle", "np.load", "numpy.load"}
+              "pandas.read_pickle", "np.load", "numpy.load", "pickle.Unpickler", "pickle._Unpickler", "dill.Unpickler"}
 
 
 def path_of(call: Any, ns: Mapping[str, Any], bound: set[str] | None) -> str | None:

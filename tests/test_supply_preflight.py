@@ -107,7 +107,7 @@ def test_torch_load_counts_as_running_code_unless_the_safe_unpickler_is_certain(
 def test_a_path_the_cell_rebinds_is_not_read_from_before_the_cell(ip, files):
     run(ip, "p = 'good.pkl'")
     ip.run_line_magic("mlsec", "config file_policy=block")
-    result, outputs, _, _ = run(ip, "import pickle\np = 'evil.pkl'\nran2 = True\nif False:\n"
+    result, outputs, _, _ = run(ip, "import pickle\np = 'evil' + '.pkl'\nran2 = True\nif False:\n"
                                     "    obj = pickle.load(open(p, 'rb'))")
     assert result.success and ip.user_ns["ran2"]
     severities = [f["severity"] for c in card_bundles(outputs) for f in _supply(c)]
@@ -179,3 +179,32 @@ def test_a_failing_pre_run_check_blocks_under_block_policy(ip, files, monkeypatc
     result, outputs, _, _ = run(ip, "ran = True\nif False:\n    obj = pickle.load(open('evil.pkl', 'rb'))")
     assert result.success and ip.user_ns["ran"]
     assert any("The cell ran unchecked" in f["summary"] for c in card_bundles(outputs) for f in _supply(c))
+
+
+def test_a_path_bound_to_a_literal_in_the_same_cell_is_scanned_before_it_runs(ip, files):
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, _, _, _ = run(ip, "import pickle\np = 'evil.pkl'\nran = True\nobj = pickle.load(open(p, 'rb'))")
+    assert not result.success and "ran" not in ip.user_ns and not (files / "pwned").exists()
+    result, _, _, _ = run(ip, "f = open('evil.pkl', 'rb')\nran = True\nobj = pickle.load(f)")
+    assert not result.success and "ran" not in ip.user_ns and not (files / "pwned").exists()
+
+
+@pytest.mark.parametrize("cell,func,path", [
+    ("x = np.load('a.npy', allow_pickle=1)", "np.load", "a.npy"),
+    ("x = np.load('a.npy', allow_pickle=flag)", "np.load", "a.npy"),
+    ("x = np.load('a.npy', None, True)", "np.load", "a.npy"),
+    ("m = joblib.load(filename='m.joblib')", "joblib.load", "m.joblib"),
+    ("m = pickle.load(file=open('m.pkl', 'rb'))", "pickle.load", "m.pkl"),
+    ("m = pd.read_pickle(filepath_or_buffer='df.pkl')", "pd.read_pickle", "df.pkl"),
+    ("u = pickle.Unpickler(open('m.pkl', 'rb'))\nm = u.load()", "pickle.Unpickler", "m.pkl"),
+    ("ld = joblib.load\nm = ld('m.joblib')", "joblib.load", "m.joblib"),
+], ids=["allow_pickle=1", "allow_pickle=<name>", "allow_pickle by position", "filename=", "file=",
+        "filepath_or_buffer=", "Unpickler in two steps", "loader bound to a name"])
+def test_loader_calls_the_cell_parser_sees(cell, func, path):
+    """Found in review: these loads were not seen, or their file was not known, before the cell ran."""
+    from mlsec_jupyter.watch.cell import parse_cell
+
+    loads = parse_cell(cell).file_loads
+    assert [(c.func, c.path) for c in loads] == [(func, path)]
+    assert not parse_cell("x = np.load('a.npy')").file_loads and not parse_cell(
+        "x = np.load('a.npy', allow_pickle=False)").file_loads

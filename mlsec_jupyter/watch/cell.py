@@ -21,16 +21,19 @@ _NUMPY_LOADERS = {"load", "loadtxt", "genfromtxt", "fromfile", "fromregex"}
 #: Calls that can bind names the AST does not show.
 _DYNAMIC_CALLS = {"exec", "eval", "globals", "vars", "locals", "setattr", "get_ipython", "run_line_magic",
                   "run_cell_magic", "system", "execfile", "runpy", "run_path", "run_module"}
-#: Loaders that execute code from the file they read (scanned by supply.* checks), as usually written.
+#: Loaders that execute code from the file they read (scanned by supply.* checks), as usually written. An
+#: ``Unpickler`` counts when it is made: ``u = pickle.Unpickler(f)`` may load in a later statement.
 _CODE_LOADERS = {"torch.load", "pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load",
-                 "pd.read_pickle", "pandas.read_pickle", "np.load", "numpy.load"}
+                 "pd.read_pickle", "pandas.read_pickle", "np.load", "numpy.load", "pickle.Unpickler",
+                 "pickle._Unpickler", "dill.Unpickler"}
+#: Keyword arguments that name the file a loader reads (when it is not the first positional argument).
+_PATH_KEYWORDS = ("f", "file", "filename", "filepath_or_buffer", "fname")
 #: Where those loaders really live (what an import alias or a name from an earlier cell resolves to) →
 #: the name used for them (reliability P13: ``from joblib import load``, ``import pickle as pk``...).
 _LOADER_HOMES = {
-    "_pickle.load": "pickle.load", "_pickle.loads": "pickle.loads", "pickle.Unpickler.load": "pickle.load",
-    "pickle._Unpickler.load": "pickle.load", "_pickle.Unpickler.load": "pickle.load",
+    "_pickle.load": "pickle.load", "_pickle.loads": "pickle.loads", "_pickle.Unpickler": "pickle.Unpickler",
     "joblib.numpy_pickle.load": "joblib.load", "torch.serialization.load": "torch.load",
-    "dill._dill.load": "dill.load", "dill.Unpickler.load": "dill.load", "dill._dill.Unpickler.load": "dill.load",
+    "dill._dill.load": "dill.load", "dill._dill.Unpickler": "dill.Unpickler",
     "pandas.io.pickle.read_pickle": "pandas.read_pickle", "numpy.lib.npyio.load": "numpy.load",
     "numpy.lib._npyio_impl.load": "numpy.load",
 }
@@ -46,6 +49,8 @@ class Call:
     source: str = ""
     path: str | None = None  # first argument when it is a string literal
     keywords: dict[str, object] = field(default_factory=dict)  # constant keyword arguments
+    dynamic_keywords: set[str] = field(default_factory=set)  # keyword arguments given by an expression
+    n_args: int = 0  # positional arguments
 
 
 @dataclass
@@ -108,11 +113,13 @@ def _is_load(func: str) -> bool:
     return leaf.endswith(("Dataset", "DataLoader")) or leaf in {"MNIST", "CIFAR10", "FashionMNIST"}
 
 
-def _is_code_loader(func: str, keywords: dict[str, object]) -> bool:
+def _is_code_loader(func: str, call: Call) -> bool:
+    """Whether ``func`` (resolved) unpickles the file ``call`` reads; ``np.load`` only when it may allow
+    pickles: ``allow_pickle`` truthy, given by an expression, or passed by position (the third argument)."""
     if func not in _CODE_LOADERS:
         return False
     if func in {"np.load", "numpy.load"}:
-        return keywords.get("allow_pickle") is True
+        return bool(call.keywords.get("allow_pickle")) or "allow_pickle" in call.dynamic_keywords or call.n_args >= 3
     return True
 
 
@@ -138,6 +145,7 @@ class _Visitor(ast.NodeVisitor):
         self.ns = ns
         self.aliases: dict[str, str] = {}  # ``import pickle as pk`` → {"pk": "pickle"}
         self._open_files: dict[str, str] = {}  # ``with open("m.pkl", "rb") as f`` → {"f": "m.pkl"}
+        self._bound_once: set[str] = set()  # names assigned so far in the cell (a second binding forgets a path)
         self._pending_targets: list[str] = []
         self._saw_backward = False
         self._saw_step = False
@@ -145,8 +153,24 @@ class _Visitor(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
             self.visit(target)
-        self._with_targets([n for t in node.targets for n in _target_names(t)], node.value)
+        names = [n for t in node.targets for n in _target_names(t)]
+        self._remember_binding(names, node.value)
+        self._with_targets(names, node.value)
 
+    def _remember_binding(self, names: list[str], value: ast.AST) -> None:
+        """``f = open("m.pkl", "rb")`` / ``p = "m.pkl"`` (a name bound once in the cell) and ``ld = joblib.load``."""
+        for name in names:
+            self._open_files.pop(name, None)
+            self.aliases.pop(name, None)
+        if len(names) != 1 or names[0] in self._bound_once:
+            self._bound_once.update(names)
+            return
+        self._bound_once.add(names[0])
+        path = _literal_path(value)
+        if path is not None:
+            self._open_files[names[0]] = path
+        elif isinstance(value, (ast.Name, ast.Attribute)) and _dotted(value):
+            self.aliases[names[0]] = self._resolve(_dotted(value))
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self.visit(node.target)
         if node.value is not None:
@@ -162,18 +186,23 @@ class _Visitor(ast.NodeVisitor):
             elif isinstance(node, ast.Import) and alias.asname:
                 self.aliases[alias.asname] = alias.name
 
-    def _loader(self, func: str, keywords: dict[str, object]) -> str | None:
-        """The code loader ``func`` calls, through the cell's import aliases and the names earlier cells
-        bound (``pk.load`` after ``import pickle as pk``, ``load`` after ``from joblib import load``)."""
-        if _is_code_loader(func, keywords):
-            return func
-        head, _, rest = func.partition(".")
+    def _resolve(self, dotted: str) -> str:
+        """``dotted`` with its first name replaced by what it stands for: a cell alias (``pk`` → ``pickle``,
+        ``ld`` → ``joblib.load``) or, for a name earlier cells bound, where that module or function lives."""
+        head, _, rest = dotted.partition(".")
         home = self.aliases.get(head)
         if home is None and self.ns is not None and head not in self.intent.bound and head in self.ns:
             home = _home_of(self.ns[head])
-        resolved = func if home is None else (f"{home}.{rest}" if rest else home)
-        resolved = _LOADER_HOMES.get(resolved, resolved)
-        return resolved if _is_code_loader(resolved, keywords) else None
+        resolved = dotted if home is None else (f"{home}.{rest}" if rest else home)
+        return _LOADER_HOMES.get(resolved, resolved)
+
+    def _loader(self, func: str, call: Call) -> str | None:
+        """The code loader ``func`` calls, through import aliases and names (``pk.load`` after ``import pickle
+        as pk``, ``load`` after ``from joblib import load``, ``ld`` after ``ld = joblib.load``)."""
+        if _is_code_loader(func, call):
+            return func
+        resolved = self._resolve(func)
+        return resolved if _is_code_loader(resolved, call) else None
 
     visit_ImportFrom = visit_Import
 
@@ -242,7 +271,7 @@ class _Visitor(ast.NodeVisitor):
             self.intent.fits.append(call)
         elif leaf == "train_test_split":
             self.intent.splits.append(call)
-        elif (loader := self._loader(func, call.keywords)) is not None:
+        elif (loader := self._loader(func, call)) is not None:
             call.func = loader
             self.intent.file_loads.append(call)
             self.intent.loads.append(call)
@@ -257,28 +286,37 @@ class _Visitor(ast.NodeVisitor):
 
     def _make_call(self, node: ast.Call, func: str, targets: list[str]) -> Call:
         keywords: dict[str, object] = {}
+        dynamic: set[str] = set()
         for kw in node.keywords:
             if kw.arg and isinstance(kw.value, ast.Constant):
                 keywords[kw.arg] = kw.value.value
-        if isinstance(node.func, ast.Attribute) and node.func.attr == "load" and isinstance(node.func.value, ast.Call) \
-                and _dotted(node.func.value.func).endswith("Unpickler"):
-            node_args = node.func.value.args  # pickle.Unpickler(f).load(): the file is the Unpickler's
-        else:
-            node_args = node.args
-        args = [a.id if isinstance(a, ast.Name) else None for a in node_args]
-        path = None
-        if node_args:
-            first = node_args[0]
-            path = _literal_path(first)
-            if path is None and isinstance(first, ast.Name):
-                path = self._open_files.get(first.id)
-            if path is None and isinstance(first, ast.Call) and _dotted(first.func) in _PATH_CALLS and first.args \
-                    and isinstance(first.args[0], ast.Name):
-                args[0] = first.args[0].id  # open(p, "rb"): the path is what ``p`` holds
-        if path is None and isinstance(keywords.get("f"), str):
-            path = str(keywords["f"])
+            elif kw.arg:
+                dynamic.add(kw.arg)
+        args = [a.id if isinstance(a, ast.Name) else None for a in node.args]
+        file_arg = node.args[0] if node.args else next(
+            (kw.value for kw in node.keywords if kw.arg in _PATH_KEYWORDS), None)
+        path, name = self._file_of(file_arg) if file_arg is not None else (None, None)
+        if name is not None:
+            if args:
+                args[0] = name
+            else:
+                args = [name]
         segment = ast.get_source_segment(self.source, node) or func
-        return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords)
+        return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords,
+                    dynamic_keywords=dynamic, n_args=len(node.args))
+
+    def _file_of(self, node: ast.AST) -> tuple[str | None, str | None]:
+        """(literal path, name holding the path or file) of a loader's file argument: ``"m.pkl"``,
+        ``open("m.pkl")``, ``f`` from ``with open(...) as f`` / ``f = open(...)``, or ``p`` in ``open(p)``."""
+        path = _literal_path(node)
+        if path is not None:
+            return path, None
+        if isinstance(node, ast.Name):
+            return self._open_files.get(node.id), node.id
+        if isinstance(node, ast.Call) and _dotted(node.func) in _PATH_CALLS and node.args \
+                and isinstance(node.args[0], ast.Name):
+            return self._open_files.get(node.args[0].id), node.args[0].id
+        return None, None
 
 
 _PATH_CALLS = {"open", "io.open", "Path", "pathlib.Path", "os.path.join", "gzip.open", "bz2.open", "lzma.open"}

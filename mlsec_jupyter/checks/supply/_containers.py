@@ -25,12 +25,14 @@ from typing import Any, BinaryIO
 from . import _allowlist
 from ._pickle import (
     TORCH_LEGACY_MAGIC,
+    ArgError,
     LimitHit,
     Limits,
     Meter,
     ParseError,
     Sink,
     Source,
+    Stop,
     Walker,
     looks_like_pickle,
 )
@@ -47,7 +49,7 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError
 #: Leading bytes → format, checked in order.
 _MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (_NPY_MAGIC, "npy"), (b"\x1f\x8b", "gzip"),
           (b"\xfd7zXZ\x00", "xz"), (b"\x5d\x00\x00", "lzma"), (b"\x04\x22\x4d\x18", "lz4"),
-          (b"ZF0x", "joblib-zf"), (b"7z\xbc\xaf\x27\x1c", "7z"))
+          (b"ZF0x", "joblib-zf"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"\x28\xb5\x2f\xfd", "zstd"))
 #: bz2: "BZh", a block size digit, then a block or the end-of-stream magic (not just any text "BZh...").
 _BZ2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")
 #: Formats that are not pickles and that no pickle loader reads (what ``%mlsec scanfile`` may be given).
@@ -77,6 +79,11 @@ def sniff(head: bytes) -> str:
     if mode:
         return "pickle" if mode == "strict" else "pickle?"
     return "other"
+
+
+def _stops_cpython(e: ParseError) -> bool:
+    """Whether CPython's unpickler surely fails where the walk did (see ``Scanner.pickles``)."""
+    return isinstance(e, Stop) or (isinstance(e, ArgError) and getattr(e, "completed", 1) == 0)
 
 
 def _is_safetensors(head: bytes) -> bool:
@@ -213,25 +220,22 @@ class Scanner:
     def _walk(self, src: Source, where: str, *, persid: str | None = None, nesting: int = 0) -> Walker:
         return Walker(src, self.sink, self.limits, persid=persid, nesting=nesting, tick=self.tick, where=where)
 
-    def pickles(self, src: Source, where: str, *, strict: bool, persid: str | None = None,
-                fail_closed: bool = False) -> str | None:
+    def pickles(self, src: Source, where: str, *, strict: bool, persid: str | None = None) -> str | None:
         """Scan a pickle (and the pickles that follow it). ``None`` if, being lenient, it is not one.
 
-        ``fail_closed``: these bytes are what a loader unpickles, so bytes that start like a protocol 0/1
-        pickle and do not parse are a problem too (the unpickler may read them differently: an ``INT 0b1``
-        our parser once refused hid a payload from it, found in review).
+        Lenient (bytes that merely start with an opcode): they are "not a pickle" only when the walk stops
+        before anything callable where CPython's unpickler stops too (:class:`Stop`), or on an unreadable
+        argument of the very first opcode (text such as a tar member name ``"pd_df.pkl"``). Any other parse
+        error is a problem: the unpickler may read those bytes differently (found in review: ``INT 0b1`` and
+        ``FLOAT 1\\x00junk``, which the C unpickler accepts, hid payloads behind a "parse error").
         """
         w = self._walk(src, where, persid=persid)
         try:
             first = w.run()
         except ParseError as e:
-            if strict or w.callables or isinstance(e, LimitHit):
+            if strict or w.callables or not _stops_cpython(e):
                 self.sink.problem(f"{where}: {e}" if where else str(e))
-                return "pickle (broken)"
-            if fail_closed:
-                self.sink.problem(f"{where + ': ' if where else ''}the bytes start like a pickle but do not parse "
-                                  f"as one ({e}); an unpickler may still read them, so they are not passed as safe")
-                return "pickle (unparsable)"
+                return "pickle (broken)" if strict or w.callables else "pickle (unparsable)"
             return None
         if first.value == TORCH_LEGACY_MAGIC and type(first.value) is int:
             self._torch_legacy(src, where)
@@ -254,7 +258,7 @@ class Scanner:
                     raise ParseError("not a pickle")
                 w.run()
             except ParseError as e:
-                if mode == "strict" or w.callables or isinstance(e, LimitHit):
+                if mode == "strict" or w.callables or not _stops_cpython(e):
                     self.sink.problem(f"{where} (pickle {count + 1}): {e}".strip())
                 else:
                     self.sink.note(f"{where + ': ' if where else ''}bytes from offset {start:,} on are not a "
@@ -301,10 +305,9 @@ class Scanner:
         return "numpy .npy (object array)"
 
     # ---- any stream ------------------------------------------------------------------------------
-    def stream(self, src: Source, where: str, *, nesting: int = 0, top: bool = False, loaded: bool = False,
+    def stream(self, src: Source, where: str, *, nesting: int = 0, top: bool = False,
                persid: str | None = None, name_says_pickle: bool = False) -> str:
-        """Sniff a stream and scan what it holds. ``top``: the file itself; ``loaded``: a stream a loader
-        unpickles (the file, or its decompressed content)."""
+        """Sniff a stream and scan what it holds (``top``: the file itself)."""
         head = src.peek(512)
         kind = sniff(head)
         if not head:
@@ -312,17 +315,16 @@ class Scanner:
         if kind == "npy":
             return self.npy(src, where)
         if kind.startswith("other:"):  # a known non-pickle format; a pickle hiding at its start still shows
-            named, n_problems = len(self.sink.globals) + len(self.sink.critical_problems), len(self.sink.problems)
+            before = self.sink.seen()
             fmt = self.pickles(src, where, strict=False)
-            if named == len(self.sink.globals) + len(self.sink.critical_problems):
-                del self.sink.problems[n_problems:]  # e.g. a PNG's "P" read as PERSID: no loader gets further
+            if self.sink.seen() == before:  # e.g. a PNG's "P" is a persistent id: every unpickler stops there
                 return f"{kind[6:]} (not a pickle)"
             self.sink.problem(f"{where + ': ' if where else ''}the file starts like a {kind[6:]} file and is also "
                               "read as a pickle (a polyglot)")
             return f"{kind[6:]} + {fmt or 'pickle'} (polyglot)"
         if kind in ("pickle", "pickle?") or name_says_pickle:
             strict = kind == "pickle" or name_says_pickle
-            fmt = self.pickles(src, where, strict=strict, persid=persid, fail_closed=top or loaded)
+            fmt = self.pickles(src, where, strict=strict, persid=persid)
             return fmt or "not a pickle"
         if kind == "joblib-zf":  # joblib < 0.10: "ZF" + the length in hex (19 chars), then a zlib stream
             src.skip(21, "old joblib header")
@@ -335,7 +337,7 @@ class Scanner:
             inner = Source(_Decompressed(_SourceIO(src), make, self.limits.max_decompressed), size=None,
                            meter=self.meter)
             try:
-                inner_fmt = self.stream(inner, where, nesting=nesting + 1, loaded=top or loaded)
+                inner_fmt = self.stream(inner, where, nesting=nesting + 1)
             except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
                 self.sink.problem(f"{where + ': ' if where else ''}the {kind} stream is corrupt ({e})")
                 inner_fmt = "corrupt"
@@ -346,9 +348,9 @@ class Scanner:
             self.sink.problem(f"{where + ': ' if where else ''}lz4-compressed and the lz4 module is not installed: "
                               "cannot be inspected")
             return "joblib (lz4, not inspected)"
-        if kind == "7z":
-            self.sink.problem(f"{where + ': ' if where else ''}a 7z archive: its contents cannot be inspected")
-            return "7z archive (not inspected)"
+        if kind in ("7z", "zstd"):
+            self.sink.problem(f"{where + ': ' if where else ''}{kind}-compressed: its contents cannot be inspected")
+            return f"{kind} (not inspected)"
         if kind in ("zip", "tar") and not top:
             if nesting >= self.limits.max_nesting:
                 self.sink.problem(f"{where}: archives nested too deeply")
@@ -497,8 +499,8 @@ class Scanner:
             self.sink.problem("read by pickle.load instead of joblib.load, the bytes joblib takes as array data are "
                               f"pickle opcodes that import {', '.join(risky[:5])}")
         for text in sink.critical_problems:
-            if "built at run time" not in text:
-                self.sink.problem(f"read by pickle.load: {text}", critical=True)
+            if sink.kinds.get(text) == "state injection":  # array bytes seldom name globals by chance; they can
+                self.sink.problem(f"read by pickle.load: {text}", critical=True)  # reach a BUILD on one easily
 
     # ---- tar (torch < 0.4) -------------------------------------------------------------------------
     def tar(self, fh: BinaryIO, where: str = "", nesting: int = 0) -> str:

@@ -60,7 +60,19 @@ class ParseError(Exception):
     """The bytes are not a well-formed pickle (what was seen before is already reported)."""
 
 
-class Truncated(ParseError):
+class Stop(ParseError):
+    """CPython's unpickler certainly fails at the same point (an unknown opcode, a stack or memo underflow,
+    a persistent id with no ``persistent_load``, the end of the stream). Any other parse error may be a
+    reading where CPython differs (number and string arguments, frames), so callers fail closed on it."""
+
+
+class ArgError(ParseError):
+    """An opcode's argument cannot be read (a number, string, name or length). The walker reads arguments
+    as CPython's C unpickler does, so the unpickler fails here too, as far as known; a lenient caller trusts
+    that only for the first opcode of a stream (see ``Scanner.pickles``)."""
+
+
+class Truncated(Stop):
     """The stream ended (or declares more bytes than it has) before the pickle did."""
 
 
@@ -163,7 +175,7 @@ class Source:
     def need(self, n: int, what: str) -> None:
         """Raise before reading when ``n`` declared bytes cannot be in the stream."""
         if n < 0:
-            raise ParseError(f"{what} declares a negative length ({n})")
+            raise ArgError(f"{what} declares a negative length ({n})")
         left = self.remaining()
         if left is not None and n > left:
             raise Truncated(f"{what} at byte {self.pos:,} declares {n:,} bytes but only {left:,} remain")
@@ -322,6 +334,8 @@ class Sink:
     storage_keys: set[str] = field(default_factory=set)
     joblib_arrays: int = 0
     max_protocol: int = -1
+    kinds: dict[str, str] = field(default_factory=dict)  # problem text -> kind
+    getattr_calls: int = 0  # builtins.getattr calls, all resolved to an allowlisted attribute
 
     def add_global(self, module: str, name: str, proto: int) -> str:
         shown_mod, shown_name = _allowlist.fix_import(module, name, proto)
@@ -331,10 +345,13 @@ class Sink:
             self.chains[full] = name
         return full
 
-    def problem(self, text: str, *, critical: bool = False) -> None:
+    def problem(self, text: str, *, critical: bool = False, kind: str = "") -> None:
+        """Record a problem; ``kind`` tags those a second reading of the file may add (``"state injection"``)."""
         target = self.critical_problems if critical else self.problems
         if text not in self.problems and text not in self.critical_problems and len(target) < 200:
             target.append(text)
+            if kind:
+                self.kinds[text] = kind
 
     def seen(self) -> int:
         """A count that grows whenever a global or a problem is recorded."""
@@ -385,9 +402,10 @@ class Walker:
     """Walks one pickle from ``src``; reports into ``sink``; raises :class:`ParseError` on bad input.
 
     ``persid`` says what persistent ids mean here: ``"torch"`` (storages of a torch checkpoint),
-    or ``None`` (a plain ``pickle.load`` has no ``persistent_load``: any persistent id is a problem).
-    ``joblib`` says whether to read the stream as ``joblib.load`` does (array bytes follow a wrapper's
-    BUILD) or as ``pickle.load`` does (those bytes are more opcodes).
+    or ``None`` (an unpickler without ``persistent_load`` stops at one: :class:`Stop`).
+    ``joblib`` says whether to read the stream as ``joblib.load`` reads a file (array bytes follow a
+    wrapper's BUILD) or as ``pickle.load`` does (those bytes are more opcodes; also how joblib reads the
+    nested pickle of an object array).
     """
 
     def __init__(self, src: Source, sink: Sink, limits: Limits, *, persid: str | None = None,
@@ -414,12 +432,12 @@ class Walker:
 
     def pop(self) -> Any:
         if not self.stack:
-            raise ParseError(f"stack underflow {self._at()}")
+            raise Stop(f"stack underflow {self._at()}")
         return self.stack.pop()
 
     def pop_mark(self) -> list[Any]:
         if not self.metastack:
-            raise ParseError(f"no MARK to pop to {self._at()}")
+            raise Stop(f"no MARK to pop to {self._at()}")
         items = self.stack
         self.stack = self.metastack.pop()
         self.below -= len(self.stack) + 1
@@ -444,7 +462,7 @@ class Walker:
         try:
             return decode(raw)
         except (UnicodeDecodeError, ValueError) as e:
-            raise ParseError(f"undecodable string {self._at()}: {e}") from None
+            raise ArgError(f"undecodable string {self._at()}: {e}") from None
 
     def _counted_str(self, n: int, what: str, decode: Callable[[bytes], str]) -> Any:
         if n > KEEP_BYTES:
@@ -480,14 +498,14 @@ class Walker:
         try:
             key = int(raw.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
-            raise ParseError(f"{what} with an invalid memo key {raw[:40]!r} {self._at()}") from None
+            raise ArgError(f"{what} with an invalid memo key {raw[:40]!r} {self._at()}") from None
         if key < 0:
-            raise ParseError(f"{what} with a negative memo key {self._at()}")
+            raise ArgError(f"{what} with a negative memo key {self._at()}")
         return key
 
     def _put(self, key: int) -> None:
         if not self.stack:
-            raise ParseError(f"memo PUT with an empty stack {self._at()}")
+            raise Stop(f"memo PUT with an empty stack {self._at()}")
         if key not in self.memo and len(self.memo) >= self.limits.max_memo:
             raise LimitHit(f"memo limit of {self.limits.max_memo:,} entries reached {self._at()}")
         self.memo[key] = self.stack[-1]
@@ -496,10 +514,12 @@ class Walker:
         try:
             self.push(self.memo[key])
         except KeyError:
-            raise ParseError(f"memo GET of key {key}, which was never PUT, {self._at()}") from None
+            raise Stop(f"memo GET of key {key}, which was never PUT, {self._at()}") from None
 
     def _call(self, callee: Any, args: Any, kind: str) -> Any:
         if isinstance(callee, Ref):
+            if callee.full == "builtins.getattr":
+                return self._getattr(args)
             problem = _allowlist.call_problem(callee.full, args)
             if problem:
                 self.sink.problem(problem, critical=True)
@@ -508,8 +528,23 @@ class Walker:
                 return passed  # numpy.object_(x) is x itself: a later BUILD acts on x
         return Obj(callee, args, kind)
 
+    def _getattr(self, args: Any) -> Any:
+        """``getattr(cls, name)``: the attribute as a global of its own when it is allowlisted (a classmethod
+        such as ``zoneinfo.ZoneInfo._unpickle``, how the standard library pickles them); any other use runs a
+        lookup that cannot be checked."""
+        if isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], Ref) and isinstance(args[1], str):
+            full = f"{args[0].full}.{args[1]}"
+            if full in _allowlist.SAFE_ATTRIBUTES:
+                self.sink.getattr_calls += 1
+                return Ref(*self.sink.add_global(args[0].full, args[1], self.proto).rsplit(".", 1))
+        self.sink.problem(f"builtins.getattr called on {_describe(args)} {self._at()}: an attribute lookup that "
+                          "cannot be checked", critical=True)
+        return Obj(Ref("builtins", "getattr"), args, "REDUCE")
+
     # ---- the loop --------------------------------------------------------------------------------
     def run(self) -> Parsed:
+        """Walk to the pickle's STOP. A :class:`ParseError` from an opcode carries ``completed``: how many
+        opcodes were read in full before it."""
         src, limits = self.src, self.limits
         start = src.pos
         n = 0
@@ -533,7 +568,7 @@ class Walker:
             if code == 0x2E:  # STOP
                 self._frame_check()
                 if not self.stack:
-                    raise ParseError(f"STOP with an empty stack {self._at()}")
+                    raise Stop(f"STOP with an empty stack {self._at()}")
                 value = self.stack[-1]
                 if self.metastack:
                     self.sink.note(f"a pickle ends with {len(self.metastack)} unclosed MARK(s)"
@@ -542,8 +577,12 @@ class Walker:
                 return Parsed(value, n, self.proto, start, src.pos, self.callables)
             op = ops.get(code)
             if op is None:
-                raise ParseError(f"unknown opcode 0x{code:02x} {self._at()}")
-            op(self)
+                raise Stop(f"unknown opcode 0x{code:02x} {self._at()}")
+            try:
+                op(self)
+            except ParseError as e:
+                e.completed = n - 1  # type: ignore[attr-defined]
+                raise
             end = self.frame_end
             if end is not None and src.base + src.i >= end:
                 self._frame_check()
@@ -577,18 +616,23 @@ class Walker:
 
     def op_dup(self):
         if not self.stack:
-            raise ParseError(f"DUP with an empty stack {self._at()}")
+            raise Stop(f"DUP with an empty stack {self._at()}")
         self.push(self.stack[-1])
 
+    def _number_line(self, what: str) -> bytes:
+        """A number argument as the C unpickler reads it: up to the first NUL (``b"1\\x00junk"`` is 1;
+        found in review)."""
+        return self._line(what).split(b"\0", 1)[0]
+
     def op_float(self):
-        line = self._line("FLOAT")
+        line = self._number_line("FLOAT")
         try:
             self.push(float(line))
         except ValueError:
-            raise ParseError(f"bad FLOAT {line[:40]!r} {self._at()}") from None
+            raise ArgError(f"bad FLOAT {line[:40]!r} {self._at()}") from None
 
     def op_int(self):
-        line = self._line("INT")
+        line = self._number_line("INT")
         if line == b"00":
             return self.push(False)
         if line == b"01":
@@ -605,12 +649,13 @@ class Walker:
                 return int(line, base)
             except ValueError:
                 continue
-        raise ParseError(f"bad {what} {line[:40]!r} {self._at()}")
+        raise ArgError(f"bad {what} {line[:40]!r} {self._at()}")
 
     def op_long(self):
         line = self._line("LONG")
         if line.endswith(b"L"):
             line = line[:-1]
+        line = line.split(b"\0", 1)[0]
         self.push(self._parse_int(line, "LONG"))
 
     def op_binint(self):
@@ -656,9 +701,9 @@ class Walker:
             try:
                 raw = codecs.escape_decode(line[1:-1])[0]
             except ValueError:
-                raise ParseError(f"bad STRING escape {self._at()}") from None
+                raise ArgError(f"bad STRING escape {self._at()}") from None
             return self.push(self._keep_str(raw, lambda b: b.decode("latin-1")))
-        raise ParseError(f"the STRING argument must be quoted {self._at()}")
+        raise ArgError(f"the STRING argument must be quoted {self._at()}")
 
     def op_binstring(self):
         n = struct.unpack("<i", self.src.read(4, "BINSTRING"))[0]
@@ -688,7 +733,7 @@ class Walker:
                 try:
                     return self.stack.append(raw.decode("utf-8", "surrogatepass"))
                 except UnicodeDecodeError as e:
-                    raise ParseError(f"undecodable string {self._at()}: {e}") from None
+                    raise ArgError(f"undecodable string {self._at()}: {e}") from None
             return self.stack.append(_BIG_STR)
         self.stack.append(self._counted_str(n, "SHORT_BINUNICODE", _utf8))
 
@@ -714,7 +759,7 @@ class Walker:
 
     def op_readonly_buffer(self):
         if not self.stack:
-            raise ParseError(f"READONLY_BUFFER with an empty stack {self._at()}")
+            raise Stop(f"READONLY_BUFFER with an empty stack {self._at()}")
 
     # containers
     def op_empty_list(self):
@@ -772,7 +817,7 @@ class Walker:
 
     def _extend(self, items: list) -> None:
         if not self.stack:
-            raise ParseError(f"APPEND(S) with nothing to append to {self._at()}")
+            raise Stop(f"APPEND(S) with nothing to append to {self._at()}")
         target = self.stack[-1]
         if isinstance(target, SList):
             for v in items[:KEEP_ITEMS]:
@@ -786,14 +831,14 @@ class Walker:
         v = self.pop()
         k = self.pop()
         if not self.stack:
-            raise ParseError(f"SETITEM with no dict {self._at()}")
+            raise Stop(f"SETITEM with no dict {self._at()}")
         if isinstance(self.stack[-1], SDict):
             self.stack[-1].put(k, v)
 
     def op_setitems(self):
         items = self.pop_mark()
         if not self.stack:
-            raise ParseError(f"SETITEMS with no dict {self._at()}")
+            raise Stop(f"SETITEMS with no dict {self._at()}")
         d = self.stack[-1]
         if isinstance(d, SDict):
             for i in range(0, len(items) - 1, 2):
@@ -801,7 +846,7 @@ class Walker:
 
     # memo
     def op_put(self):
-        self._put(self._memo_key(self._line("PUT"), "PUT"))
+        self._put(self._memo_key(self._number_line("PUT"), "PUT"))
 
     def op_binput(self):
         self._put(self._arg_byte())
@@ -817,14 +862,14 @@ class Walker:
             self._put(len(memo))
 
     def op_get(self):
-        self._get(self._memo_key(self._line("GET"), "GET"))
+        self._get(self._memo_key(self._number_line("GET"), "GET"))
 
     def op_binget(self):
         key = self._arg_byte()
         try:
             self.stack.append(self.memo[key])
         except KeyError:
-            raise ParseError(f"memo GET of key {key}, which was never PUT, {self._at()}") from None
+            raise Stop(f"memo GET of key {key}, which was never PUT, {self._at()}") from None
 
     def op_long_binget(self):
         self._get(self._uint(4, "LONG_BINGET"))
@@ -857,7 +902,7 @@ class Walker:
     def op_obj(self):
         items = self.pop_mark()
         if not items:
-            raise ParseError(f"OBJ with no class {self._at()}")
+            raise Stop(f"OBJ with no class {self._at()}")
         self.push(self._call(items[0], _tuple(items[1:]), "OBJ"))
 
     def op_reduce(self):
@@ -879,14 +924,18 @@ class Walker:
     def op_build(self):
         state = self.pop()
         if not self.stack:
-            raise ParseError(f"BUILD with no object {self._at()}")
+            raise Stop(f"BUILD with no object {self._at()}")
         target = self.stack[-1]
         if isinstance(target, Ref):
             self.sink.problem(f"BUILD sets attributes on the global {target.full} itself (state injection into "
-                              "a module-level object; P4)", critical=True)
+                              "a module-level object; P4)", critical=True, kind="state injection")
             return
+        slots = state[1] if isinstance(state, tuple) and len(state) == 2 else None
+        if isinstance(slots, SDict) and any(isinstance(k, str) and k.startswith("__") for k in slots):
+            self.sink.problem(f"BUILD sets {_names_of(slots)} on an object {self._at()}: it changes what the object "
+                              "is (e.g. its __class__)", critical=True, kind="state injection")
         if isinstance(target, Obj):
-            target.state = state
+            target.state = _merged_state(target.state, state)  # BUILD updates __dict__; a second BUILD adds to it
             if not self.joblib:
                 return
             built = _built_class(target)
@@ -911,24 +960,23 @@ class Walker:
         self._persistent(self.pop())
 
     def _persistent(self, pid: Any) -> None:
+        if self.persid != "torch":
+            raise Stop(f"a persistent id (PERSID/BINPERSID) outside a torch checkpoint {self._at()}: an unpickler "
+                       "without persistent_load stops here")
         self.callables += 1
-        if self.persid == "torch":
-            if isinstance(pid, tuple) and pid and pid[0] == "storage" and len(pid) >= 3:
-                if isinstance(pid[2], str):
-                    self.sink.storage_keys.add(pid[2])
-            elif isinstance(pid, tuple) and pid and pid[0] == "module" and len(pid) >= 2:
-                self.sink.problem("a legacy torch persistent id of type 'module' (source code stored in the file)")
-            else:
-                self.sink.problem(f"a torch persistent id of unknown type {_describe(pid)}")
+        if isinstance(pid, tuple) and pid and pid[0] == "storage" and len(pid) >= 3:
+            if isinstance(pid[2], str):
+                self.sink.storage_keys.add(pid[2])
+        elif isinstance(pid, tuple) and pid and pid[0] == "module" and len(pid) >= 2:
+            self.sink.problem("a legacy torch persistent id of type 'module' (source code stored in the file)")
         else:
-            self.sink.problem("a persistent id (PERSID/BINPERSID) outside a torch checkpoint: what it loads is up "
-                              "to the loader's persistent_load")
+            self.sink.problem(f"a torch persistent id of unknown type {_describe(pid)}")
         self.push(Opaque("persistent object"))
 
     def op_proto(self):
         p = self.src.byte()
         if p > 5:
-            raise ParseError(f"unsupported pickle protocol {p} {self._at()}")
+            raise Stop(f"unsupported pickle protocol {p} {self._at()}")
         self.proto = p
 
     def op_frame(self):
@@ -957,15 +1005,15 @@ class Walker:
         if info is None:
             raise ParseError(f"a joblib array with an unreadable dtype {self._at()}: where its data ends is unknown")
         itemsize, hasobject = info
-        # replace the wrapper by the array on the stack, like joblib's load_build
-        self.stack[-1] = Opaque("ndarray")
-        if hasobject:
+        if hasobject:  # joblib reads object arrays with a plain pickle.load: no array bytes inside
             if self.nesting >= self.limits.max_nesting:
                 raise LimitHit(f"nesting limit of {self.limits.max_nesting} pickles reached {self._at()}")
             inner = Walker(self.src, self.sink, self.limits, persid=None, nesting=self.nesting + 1,
-                           tick=self.tick, where=f"{self.where} (joblib object array)".strip())
-            inner.run()
+                           tick=self.tick, where=f"{self.where} (joblib object array)".strip(), joblib=False)
+            # what that pickle returns replaces the wrapper on the stack (it need not be an array)
+            self.stack[-1] = inner.run().value
             return
+        self.stack[-1] = Opaque("ndarray")  # the wrapper becomes the array, like joblib's load_build
         if state.get("numpy_array_alignment_bytes") is not None:
             pad = self.src.byte()
             self.src.skip(pad, "joblib array padding")
@@ -1005,7 +1053,7 @@ def _utf8_or_fail(w: Walker, b: bytes) -> str:
     try:
         return b.decode("utf-8")
     except UnicodeDecodeError:
-        raise ParseError(f"a GLOBAL/INST name that is not UTF-8 {w._at()}") from None
+        raise ArgError(f"a GLOBAL/INST name that is not UTF-8 {w._at()}") from None
 
 
 def _describe(v: Any) -> str:
@@ -1029,17 +1077,35 @@ _CLASS_FIRST = frozenset({"copyreg._reconstructor", "copyreg.__newobj__", "copyr
 
 def _passed_through(callee: str, args: Any) -> Any:
     """What an identity-like call returns when it returns one of its arguments, else ``_NOTHING``:
-    ``numpy.object_(x)``, ``copyreg.__newobj__(numpy.object_, x)``, ``copyreg._reconstructor(cls,
-    numpy.object_, x)`` (``object_.__new__`` returns ``x``)."""
+    ``numpy.object_(x)``, ``copyreg.__newobj__(numpy.object_, x)``, ``copyreg.__newobj_ex__(numpy.object_,
+    (x,), {})``, ``copyreg._reconstructor(cls, numpy.object_, x)`` (``object_.__new__`` returns ``x``)."""
     if not isinstance(args, tuple):
         return _NOTHING
     if callee in _IDENTITY_CALLS and len(args) == 1:
         return args[0]
-    if callee in ("copyreg.__newobj__",) and len(args) == 2 and _ref_name(args[0]) in _IDENTITY_CALLS:
+    if callee == "copyreg.__newobj__" and len(args) == 2 and _ref_name(args[0]) in _IDENTITY_CALLS:
         return args[1]
+    if callee == "copyreg.__newobj_ex__" and len(args) == 3 and _ref_name(args[0]) in _IDENTITY_CALLS \
+            and isinstance(args[1], tuple) and len(args[1]) == 1:
+        return args[1][0]
     if callee == "copyreg._reconstructor" and len(args) == 3 and _ref_name(args[1]) in _IDENTITY_CALLS:
         return args[2]
     return _NOTHING
+
+
+def _merged_state(old: Any, new: Any) -> Any:
+    """An object's state after one more BUILD: dict states are merged (``__dict__.update``)."""
+    if isinstance(old, SDict) and isinstance(new, SDict):
+        merged = SDict(old)
+        merged.lossy = old.lossy or new.lossy
+        for k, v in new.items():
+            merged.put(k, v)
+        return merged
+    return new
+
+
+def _names_of(d: SDict) -> str:
+    return ", ".join(sorted(repr(k) for k in d if isinstance(k, str))[:3])
 
 
 def _ref_name(v: Any) -> str | None:
@@ -1059,20 +1125,71 @@ def _built_class(obj: Obj) -> str | None:
 _FIXED_SIZES = {"b": 1, "B": 1, "?": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
                 "p": 8, "P": 8, "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16, "G": 32, "M": 8, "m": 8,
                 "O": 8}
-_DTYPE_SPEC = re.compile(r"([biufcOSUVamM?bBhHiIlLqQpPefdgFDG])([0-9]*)(\[[A-Za-z0-9]+\])?")
+_DTYPE_SPEC = re.compile(r"([biufcOSUVamM?BhHIlLqQpPedgFDG])([0-9]*)(\[[A-Za-z0-9]+\])?")
 _FLEXIBLE = frozenset("SUVa")
+_HASOBJECT_FLAG = 0x01  # NPY_ITEM_HASOBJECT (= NPY_ITEM_REFCOUNT)
+
+
+def _as_index(v: Any) -> int | None:
+    """An int as ``operator.index`` reads it (bools count); ``None`` for anything else."""
+    return int(v) if isinstance(v, int) else None
 
 
 def _dtype_info(dt: Any) -> tuple[int, bool] | None:
-    """(itemsize, has objects) of a pickled ``numpy.dtype(spec, ...)`` call, or ``None`` if unreadable.
+    """(itemsize, has objects) of a pickled ``numpy.dtype(spec, align, copy)`` call with its BUILD state
+    ``(3, byteorder, subarray, names, fields, elsize, alignment, flags)``, or ``None`` if it cannot be read.
 
-    As numpy's ``dtype.__setstate__``: the state's elsize counts only for flexible kinds (S, U, V) and
-    structured dtypes; for every other kind the size is the spec's (found in review: a ``u1`` whose state
-    claimed 1000 bytes desynchronised the walk from joblib's).
+    As numpy's ``dtype.__setstate__`` (found in review, several ways to make joblib and the walker disagree):
+    the state's elsize counts for flexible kinds (S, U, V), structured and subarray dtypes, and is read as an
+    index (``True`` is 1); the has-objects bit comes from the state's flags. An object dtype whose flags
+    clear that bit would make joblib read raw bytes as object pointers: unreadable, so unsafe.
     """
     if not (isinstance(dt, Obj) and dt.callee_name in _allowlist.NUMPY_DTYPE and isinstance(dt.args, tuple)
             and dt.args and isinstance(dt.args[0], str)):
         return None
+    m = _DTYPE_SPEC.fullmatch(dt.args[0])
+    if m is None:
+        return None
+    kind, digits = m.group(1), m.group(2)
+    state = dt.state if isinstance(dt.state, tuple) else ()
+    subarray = state[2] if len(state) > 2 else None
+    fields = state[4] if len(state) > 4 else None
+    parts: list[tuple[int, bool]] = []
+    if subarray is not None:  # (base dtype, shape)
+        base = _dtype_info(subarray[0]) if isinstance(subarray, tuple) and len(subarray) == 2 else None
+        if base is None:
+            return None
+        parts.append(base)
+    if fields is not None:
+        if not isinstance(fields, SDict) or fields.lossy:
+            return None
+        for v in fields.values():
+            sub = _dtype_info(v[0]) if isinstance(v, tuple) and v else None
+            if sub is None:
+                return None
+            parts.append(sub)
+    hasobject = kind == "O" or any(p[1] for p in parts)
+    if len(state) > 7:
+        flags = _as_index(state[7])
+        if flags is None:
+            return None
+        if hasobject and not flags & _HASOBJECT_FLAG:
+            return None  # objects stored as raw pointers: joblib would read memory addresses from the file
+        hasobject = hasobject or bool(flags & _HASOBJECT_FLAG)
+    if kind in _FLEXIBLE or parts:
+        elsize = _as_index(state[5]) if len(state) > 5 else -1
+        if elsize is None:
+            return None
+        if elsize > 0:
+            return elsize, hasobject
+        if parts:
+            return None
+    if digits:
+        size = int(digits)
+        return (size * 4 if kind == "U" else size), hasobject
+    if kind in _FIXED_SIZES:
+        return _FIXED_SIZES[kind], hasobject
+    return None
     m = _DTYPE_SPEC.fullmatch(dt.args[0])
     if m is None:
         return None
