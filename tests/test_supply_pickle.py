@@ -665,11 +665,23 @@ def test_int_and_long_are_read_as_cpython_reads_them(tmp_path, prefix, no_exec):
 
 
 def test_bytes_that_start_like_a_pickle_but_do_not_parse_are_not_safe(tmp_path):
-    """After one good opcode, an argument the walker cannot read fails closed: CPython may read it."""
+    """An argument the walker cannot read fails closed in a file a loader unpickles: CPython may read it."""
+    assert_unsafe(scan_bytes(tmp_path, b"I12z\n" + PAYLOAD0, "m.pkl"), problem="bad INT")
     assert_unsafe(scan_bytes(tmp_path, b"(I12z\n" + PAYLOAD0, "m.pkl"), problem="bad INT")
-    for text in (b"I love cats\n", b"Name,Age\nAda,36\n", b"0.5,1.5\n"):  # CPython stops at once too
+    for text in (b"Name,Age\nAda,36\n", b"0.5,1.5\n", b"(hello)\n"):  # where CPython's unpickler stops too
         r = scan_bytes(tmp_path, text, "notes.txt")
         assert r.verdict == "safe" and r.format == "not a pickle", (text, r.format, r.problems)
+
+
+def test_a_tar_member_name_that_is_not_a_pickle_is_no_polyglot(tmp_path):
+    """Found in review: a tar of 'pd_df.pkl' was called a tar+pickle polyglot ('p' reads as PUT)."""
+    import tarfile
+
+    (tmp_path / "pd_df.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with tarfile.open(tmp_path / "models.tar", "w") as tf:
+        tf.add(tmp_path / "pd_df.pkl", arcname="pd_df.pkl")
+    r = scan_path(tmp_path / "models.tar")
+    assert r.verdict == "safe", (r.format, r.problems)
 
 
 @pytest.mark.parametrize("head,name", [

@@ -81,9 +81,9 @@ def sniff(head: bytes) -> str:
     return "other"
 
 
-def _stops_cpython(e: ParseError) -> bool:
+def _stops_cpython(e: ParseError, *, loaded: bool) -> bool:
     """Whether CPython's unpickler surely fails where the walk did (see ``Scanner.pickles``)."""
-    return isinstance(e, Stop) or (isinstance(e, ArgError) and getattr(e, "completed", 1) == 0)
+    return isinstance(e, Stop) or (not loaded and isinstance(e, ArgError) and getattr(e, "completed", 1) == 0)
 
 
 def _is_safetensors(head: bytes) -> bool:
@@ -220,20 +220,22 @@ class Scanner:
     def _walk(self, src: Source, where: str, *, persid: str | None = None, nesting: int = 0) -> Walker:
         return Walker(src, self.sink, self.limits, persid=persid, nesting=nesting, tick=self.tick, where=where)
 
-    def pickles(self, src: Source, where: str, *, strict: bool, persid: str | None = None) -> str | None:
+    def pickles(self, src: Source, where: str, *, strict: bool, persid: str | None = None,
+                loaded: bool = False) -> str | None:
         """Scan a pickle (and the pickles that follow it). ``None`` if, being lenient, it is not one.
 
         Lenient (bytes that merely start with an opcode): they are "not a pickle" only when the walk stops
-        before anything callable where CPython's unpickler stops too (:class:`Stop`), or on an unreadable
-        argument of the very first opcode (text such as a tar member name ``"pd_df.pkl"``). Any other parse
-        error is a problem: the unpickler may read those bytes differently (found in review: ``INT 0b1`` and
+        before anything callable where CPython's unpickler stops too (:class:`Stop`), or, for bytes no loader
+        is known to unpickle (not ``loaded``: a tar header, an archive member), on an unreadable argument of
+        the very first opcode (text such as a tar member name ``"pd_df.pkl"``). Any other parse error is a
+        problem: the unpickler may read those bytes differently (found in review: ``INT 0b1`` and
         ``FLOAT 1\\x00junk``, which the C unpickler accepts, hid payloads behind a "parse error").
         """
         w = self._walk(src, where, persid=persid)
         try:
             first = w.run()
         except ParseError as e:
-            if strict or w.callables or not _stops_cpython(e):
+            if strict or w.callables or not _stops_cpython(e, loaded=loaded):
                 self.sink.problem(f"{where}: {e}" if where else str(e))
                 return "pickle (broken)" if strict or w.callables else "pickle (unparsable)"
             return None
@@ -258,7 +260,7 @@ class Scanner:
                     raise ParseError("not a pickle")
                 w.run()
             except ParseError as e:
-                if mode == "strict" or w.callables or not _stops_cpython(e):
+                if mode == "strict" or w.callables or not _stops_cpython(e, loaded=loaded):
                     self.sink.problem(f"{where} (pickle {count + 1}): {e}".strip())
                 else:
                     self.sink.note(f"{where + ': ' if where else ''}bytes from offset {start:,} on are not a "
@@ -305,9 +307,10 @@ class Scanner:
         return "numpy .npy (object array)"
 
     # ---- any stream ------------------------------------------------------------------------------
-    def stream(self, src: Source, where: str, *, nesting: int = 0, top: bool = False,
+    def stream(self, src: Source, where: str, *, nesting: int = 0, top: bool = False, loaded: bool = False,
                persid: str | None = None, name_says_pickle: bool = False) -> str:
-        """Sniff a stream and scan what it holds (``top``: the file itself)."""
+        """Sniff a stream and scan what it holds. ``top``: the file itself; ``loaded``: bytes a loader
+        unpickles (the file, or what its compression holds)."""
         head = src.peek(512)
         kind = sniff(head)
         if not head:
@@ -324,7 +327,7 @@ class Scanner:
             return f"{kind[6:]} + {fmt or 'pickle'} (polyglot)"
         if kind in ("pickle", "pickle?") or name_says_pickle:
             strict = kind == "pickle" or name_says_pickle
-            fmt = self.pickles(src, where, strict=strict, persid=persid)
+            fmt = self.pickles(src, where, strict=strict, persid=persid, loaded=top or loaded)
             return fmt or "not a pickle"
         if kind == "joblib-zf":  # joblib < 0.10: "ZF" + the length in hex (19 chars), then a zlib stream
             src.skip(21, "old joblib header")
@@ -337,7 +340,7 @@ class Scanner:
             inner = Source(_Decompressed(_SourceIO(src), make, self.limits.max_decompressed), size=None,
                            meter=self.meter)
             try:
-                inner_fmt = self.stream(inner, where, nesting=nesting + 1)
+                inner_fmt = self.stream(inner, where, nesting=nesting + 1, loaded=top or loaded)
             except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
                 self.sink.problem(f"{where + ': ' if where else ''}the {kind} stream is corrupt ({e})")
                 inner_fmt = "corrupt"

@@ -335,7 +335,6 @@ class Sink:
     joblib_arrays: int = 0
     max_protocol: int = -1
     kinds: dict[str, str] = field(default_factory=dict)  # problem text -> kind
-    getattr_calls: int = 0  # builtins.getattr calls, all resolved to an allowlisted attribute
 
     def add_global(self, module: str, name: str, proto: int) -> str:
         shown_mod, shown_name = _allowlist.fix_import(module, name, proto)
@@ -535,7 +534,6 @@ class Walker:
         if isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], Ref) and isinstance(args[1], str):
             full = f"{args[0].full}.{args[1]}"
             if full in _allowlist.SAFE_ATTRIBUTES:
-                self.sink.getattr_calls += 1
                 return Ref(*self.sink.add_global(args[0].full, args[1], self.proto).rsplit(".", 1))
         self.sink.problem(f"builtins.getattr called on {_describe(args)} {self._at()}: an attribute lookup that "
                           "cannot be checked", critical=True)
