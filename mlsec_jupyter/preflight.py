@@ -80,7 +80,8 @@ PRE_RUN_COVERAGE = ("Scanned before the cell ran because the cell's own code loa
 
 #: Loaders that run code from the file they read (``torch.load`` only with ``weights_only=False``).
 _EXECUTING = {"pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load", "pd.read_pickle",
-              "pandas.read_pickle", "np.load", "numpy.load", "pickle.Unpickler", "pickle._Unpickler", "dill.Unpickler"}
+              "pandas.read_pickle", "np.load", "numpy.load", "pickle.Unpickler", "pickle._Unpickler", "dill.Unpickler",
+              "np.lib.format.read_array", "numpy.lib.format.read_array"}
 
 
 def path_of(call: Any, ns: Mapping[str, Any], bound: set[str] | None) -> str | None:
@@ -125,7 +126,11 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
     policy = getattr(session.config, "file_policy", "warn")
     for call in intent.file_loads:
         path = path_of(call, ns, None if intent.dynamic else intent.bound)
-        if path is None or path in result.scanned:
+        if path is None:
+            if executes_code(call) and call.func != "pickle.loads":  # loads: bytes in memory, not a file
+                result.findings.append(_not_located(call))
+            continue
+        if path in result.scanned:
             continue
         budget = Budget(seconds=session.config.time_budget)
         findings = list(spec.func(path=path, loader=call.func, budget=budget))
@@ -149,6 +154,18 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
                             f"{first.recommendation} To run it anyway: %mlsec config file_policy=warn.")
     if result.scanned:
         result.subject = "model file(s) scanned before this cell runs: " + ", ".join(sorted(result.scanned))
+
+
+def _not_located(call: Any) -> Finding:
+    """A load that can run code from a file the source does not name in a way known before the cell runs."""
+    return Finding(
+        "supply.pickle", Severity.LOW, "A model file this cell loads could not be scanned before it ran",
+        f"{call.source} reads a file whose path is computed or held in something other than a plain name "
+        "(an f-string, a call, bytes read earlier), so it could not be located before the cell ran; the "
+        "loader runs any code in that file. It is scanned after the cell when a name then holds its path.",
+        metrics={"globals": [], "unsafe_globals": [], "format": "", "verdict": "not located", "loader": call.func},
+        recommendation="Scan the file first with %mlsec scanfile PATH (or mj.scan_file), or pass its path as a "
+                       "literal or a variable so the scan can run before the load.")
 
 
 def _int_value(expr: int | str, ns: Mapping[str, Any]) -> int | None:

@@ -13,6 +13,7 @@ import datetime
 import importlib
 import io
 import pickle
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -162,9 +163,42 @@ def object_dtype_without_the_object_flag() -> bytes:
     return b"\x80\x04" + WRAPPER + state(1, dtype("O8")) + b"b" + b"\x80\x04N.N0N0" + b"."
 
 
+def wrapper_made_by_calling_its_class() -> bytes:
+    """``NumpyArrayWrapper(...)`` runs ``__init__``, whose alignment default (16) makes joblib read padding."""
+    args = glob("numpy", "ndarray") + b"K\x00\x85" + sbu("C") + U1 + b"\x94"
+    wstate = b"}(" + sbu("shape") + b"K\x00\x85" + sbu("order") + sbu("C") + sbu("dtype") + b"h\x00" + b"u"
+    return (b"\x80\x04" + glob("joblib.numpy_pickle", "NumpyArrayWrapper") + b"(" + args + b"tR" + wstate + b"b"
+            + b"B" + (62 + len(PAYLOAD)).to_bytes(4, "little") + b"\x00" * 62 + PAYLOAD + b".")
+
+
+def fields_on_a_fixed_size_dtype() -> bytes:
+    """numpy keeps 1 byte per item for a 'u1' whose state carries fields and elsize 100."""
+    plain = glob("numpy", "dtype") + sbu("u1") + b"\x89\x88\x87R"
+    fields = b"}" + sbu("a") + plain + b"K\x00\x86s"
+    dt = (glob("numpy", "dtype") + sbu("u1") + b"\x89\x88\x87R" + b"(K\x03" + sbu("|") + b"N" + sbu("a") + b"\x85"
+          + fields + b"Kd" + b"K\x01" + b"K\x00" + b"tb")
+    return b"\x80\x04" + WRAPPER + state(1, dt) + b"b" + b"\x00" + pad_to(PAYLOAD, 99) + b"."
+
+
+def class_swap_behind_256_slot_keys() -> bytes:
+    """The ``__class__`` key comes after more slot keys than the walker keeps."""
+    filler = b"".join(sbu(f"k{i}") + b"N" for i in range(300))
+    swap = (b"(" + state(5, U1) + b"}(" + filler + sbu("__class__") + glob("joblib.numpy_pickle", "NumpyArrayWrapper")
+            + b"ut")
+    return (b"\x80\x04" + glob("sklearn.model_selection._split", "KFold") + b")\x81" + swap + b"b" + b"B"
+            + len(PAYLOAD).to_bytes(4, "little") + PAYLOAD + b".")
+
+
+def frame_longer_than_the_file() -> bytes:
+    """joblib's pure-Python unpickler reads a short FRAME without complaint (the C one refuses it)."""
+    return b"\x95" + struct.pack("<Q", 1 << 20) + glob("os", "system") + sbu("id") + b"\x85R."
+
+
 JOBLIB_CASES = {f.__name__: f for f in (elsize_as_bool, wrapper_inside_an_object_array, state_merged_over_two_builds,
                                         hasobject_from_the_flags, build_on_a_returned_wrapper,
-                                        class_swapped_by_slot_state, object_dtype_without_the_object_flag)}
+                                        class_swapped_by_slot_state, object_dtype_without_the_object_flag,
+                                        wrapper_made_by_calling_its_class, fields_on_a_fixed_size_dtype,
+                                        class_swap_behind_256_slot_keys, frame_longer_than_the_file)}
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["plain", "zlib"])
@@ -199,6 +233,7 @@ def polyglots() -> dict[str, tuple[str, bytes]]:
         "safetensors": ("m.safetensors", (0x0855).to_bytes(8, "little") + b'{"' + b"0" + C_ONLY + payload),
         "tar": ("m.tar", buf.getvalue()),
         "NUL in INT": ("m.pkl", b"I1\x00x\n0" + payload),
+        "INT with no digits": ("m.pkl", b"I\x00junk\n0" + payload),  # strtol reads nothing and takes 0
     }
 
 
@@ -211,12 +246,49 @@ def test_arguments_the_c_unpickler_accepts_cannot_hide_a_payload(tmp_path, case)
     assert r.verdict == "unsafe" and "os.system" in r.unsafe_globals, (r.format, r.problems)
 
 
-def test_the_only_member_of_a_zip_is_scanned_like_pandas_reads_it(tmp_path):
-    """``pd.read_pickle("x.zip")`` unpickles the only member, whatever its name."""
-    with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
-        zf.writestr("model.bin", C_ONLY + b"\x80\x04" + PAYLOAD[:-1] + b".")
-    r = scan_path(tmp_path / "x.zip")
+@pytest.mark.parametrize("prefix", [C_ONLY, b"I\x00junk\n0"], ids=["NUL in FLOAT", "INT with no digits"])
+@pytest.mark.parametrize("archive", ["zip", "tar"])
+def test_the_only_member_of_an_archive_is_scanned_like_pandas_reads_it(tmp_path, archive, prefix):
+    """``pd.read_pickle("x.zip")`` / ``("x.tar")`` unpickles the only member, whatever its name."""
+    member = prefix + b"\x80\x04" + PAYLOAD[:-1] + b"."
+    assert pickle_reaches(member) == "os.system"
+    if archive == "zip":
+        with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
+            zf.writestr("model.bin", member)
+    else:
+        with tarfile.open(tmp_path / "x.tar", "w") as tf:
+            info = tarfile.TarInfo("model")
+            info.size = len(member)
+            tf.addfile(info, io.BytesIO(member))
+    r = scan_path(tmp_path / f"x.{archive}")
     assert r.verdict == "unsafe", (r.format, r.problems)
+
+
+def test_a_function_an_allowlisted_rebuild_calls_must_be_the_one_its_library_pickles(tmp_path):
+    """``_rebuild_from_type_v2(getattr, dict, (module_function, "__globals__"), None)`` returns a module's
+    globals, which the pickle then edits (third review): it must not pass as safe."""
+    data = (b"\x80\x04" + glob("torch._tensor", "_rebuild_from_type_v2") + b"(" + glob("builtins", "getattr")
+            + glob("builtins", "dict") + glob("torch.serialization", "_get_layout") + sbu("__globals__") + b"\x86"
+            + b"Nt" + b"R" + sbu("_default_to_weights_only") + glob("collections", "Counter") + b"s" + b".")
+    (tmp_path / "m.pkl").write_bytes(data)
+    r = scan_path(tmp_path / "m.pkl")
+    assert r.verdict == "unsafe" and any("_rebuild_from_type_v2 called with" in p for p in r.problems), r.problems
+
+
+def test_an_old_joblib_header_is_any_zf_and_hex(tmp_path):
+    """joblib takes any file that starts with "ZF" and 19 characters ``int(text, 16)`` reads."""
+    payload = b"\x80\x04" + PAYLOAD[:-1] + b"."
+    (tmp_path / "m.pkl").write_bytes(b"ZF" + format(len(payload), "x").rjust(19).encode() + zlib.compress(payload))
+    r = scan_path(tmp_path / "m.pkl")
+    assert r.verdict == "unsafe" and "os.system" in r.unsafe_globals, (r.format, r.problems)
+
+
+def test_bytes_after_the_pickle_that_are_no_opcode_are_a_note(tmp_path):
+    """Found in review: padding after STOP made a benign file unsafe ("(pickle 2): not a pickle")."""
+    for tail in (b"\x00" * 16, b"trailing text", b"x"):
+        (tmp_path / "m.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=4) + tail)
+        r = scan_path(tmp_path / "m.pkl")
+        assert r.verdict == "safe" and any("not a pickle" in n for n in r.notes), (tail, r.problems)
 
 
 def test_newobj_ex_of_numpy_object_cannot_hide_state_injection(tmp_path):
@@ -260,6 +332,9 @@ def _benign_objects() -> dict:
         "scipy sparse matrix": scipy.sparse.random(5, 5, density=0.3, format="csr", random_state=0),
         "object array of tz-aware datetimes": np.array([datetime.datetime(2020, 1, 1, tzinfo=zoneinfo.ZoneInfo("UTC"))],
                                                        dtype=object),
+        "HistGradientBoosting with categorical features": ensemble.HistGradientBoostingClassifier(
+            categorical_features=[0], max_iter=3).fit(np.c_[np.arange(60) % 3, X[:, 1:]], y),
+        "numpy random generators": [np.random.default_rng(0), np.random.RandomState(0)],
     }
 
 

@@ -112,7 +112,7 @@ def test_a_path_the_cell_rebinds_is_not_read_from_before_the_cell(ip, files):
     assert result.success and ip.user_ns["ran2"]
     severities = [f["severity"] for c in card_bundles(outputs) for f in _supply(c)]
     assert "info" not in severities, "the pre-run scan must not vouch for good.pkl when the cell loads evil.pkl"
-    assert severities == ["critical"], "evil.pkl, the file p names after the cell, is scanned after it runs"
+    assert "critical" in severities, "evil.pkl, the file p names after the cell, is scanned after it runs"
 
 
 def test_a_file_the_cell_writes_is_scanned_after_it_runs(ip, files):
@@ -198,8 +198,10 @@ def test_a_path_bound_to_a_literal_in_the_same_cell_is_scanned_before_it_runs(ip
     ("m = pd.read_pickle(filepath_or_buffer='df.pkl')", "pd.read_pickle", "df.pkl"),
     ("u = pickle.Unpickler(open('m.pkl', 'rb'))\nm = u.load()", "pickle.Unpickler", "m.pkl"),
     ("ld = joblib.load\nm = ld('m.joblib')", "joblib.load", "m.joblib"),
+    ("x = np.load('a.npy', **options)", "np.load", "a.npy"),
+    ("x = np.lib.format.read_array(open('a.npy', 'rb'), allow_pickle=True)", "np.lib.format.read_array", "a.npy"),
 ], ids=["allow_pickle=1", "allow_pickle=<name>", "allow_pickle by position", "filename=", "file=",
-        "filepath_or_buffer=", "Unpickler in two steps", "loader bound to a name"])
+        "filepath_or_buffer=", "Unpickler in two steps", "loader bound to a name", "**kwargs", "read_array"])
 def test_loader_calls_the_cell_parser_sees(cell, func, path):
     """Found in review: these loads were not seen, or their file was not known, before the cell ran."""
     from mlsec_jupyter.watch.cell import parse_cell
@@ -208,3 +210,12 @@ def test_loader_calls_the_cell_parser_sees(cell, func, path):
     assert [(c.func, c.path) for c in loads] == [(func, path)]
     assert not parse_cell("x = np.load('a.npy')").file_loads and not parse_cell(
         "x = np.load('a.npy', allow_pickle=False)").file_loads
+
+
+def test_a_load_whose_file_cannot_be_located_says_so(ip, files):
+    """Third review: a load with a computed path was skipped without a word."""
+    result, outputs, _, _ = run(ip, "import torch\nd = '.'\nif False:\n    m = torch.load(f'{d}/evil.pkl', "
+                                    "weights_only=False)")
+    assert result.success
+    titles = [f["title"] for c in card_bundles(outputs) for f in _supply(c)]
+    assert "A model file this cell loads could not be scanned before it ran" in titles, titles

@@ -25,7 +25,9 @@ _DYNAMIC_CALLS = {"exec", "eval", "globals", "vars", "locals", "setattr", "get_i
 #: ``Unpickler`` counts when it is made: ``u = pickle.Unpickler(f)`` may load in a later statement.
 _CODE_LOADERS = {"torch.load", "pickle.load", "pickle.loads", "joblib.load", "dill.load", "cloudpickle.load",
                  "pd.read_pickle", "pandas.read_pickle", "np.load", "numpy.load", "pickle.Unpickler",
-                 "pickle._Unpickler", "dill.Unpickler"}
+                 "pickle._Unpickler", "dill.Unpickler", "np.lib.format.read_array", "numpy.lib.format.read_array"}
+#: numpy readers that unpickle only with ``allow_pickle``, and its position among their arguments.
+_ALLOW_PICKLE_AT = {"np.load": 2, "numpy.load": 2, "np.lib.format.read_array": 1, "numpy.lib.format.read_array": 1}
 #: Keyword arguments that name the file a loader reads (when it is not the first positional argument).
 _PATH_KEYWORDS = ("f", "file", "filename", "filepath_or_buffer", "fname")
 #: Where those loaders really live (what an import alias or a name from an earlier cell resolves to) →
@@ -49,7 +51,7 @@ class Call:
     source: str = ""
     path: str | None = None  # first argument when it is a string literal
     keywords: dict[str, object] = field(default_factory=dict)  # constant keyword arguments
-    dynamic_keywords: set[str] = field(default_factory=set)  # keyword arguments given by an expression
+    dynamic_keywords: set[str] = field(default_factory=set)  # keyword arguments given by an expression; "**"
     n_args: int = 0  # positional arguments
 
 
@@ -114,12 +116,13 @@ def _is_load(func: str) -> bool:
 
 
 def _is_code_loader(func: str, call: Call) -> bool:
-    """Whether ``func`` (resolved) unpickles the file ``call`` reads; ``np.load`` only when it may allow
-    pickles: ``allow_pickle`` truthy, given by an expression, or passed by position (the third argument)."""
+    """Whether ``func`` (resolved) unpickles the file ``call`` reads; numpy's readers only when they may allow
+    pickles: ``allow_pickle`` truthy, given by an expression or ``**kwargs``, or passed by position."""
     if func not in _CODE_LOADERS:
         return False
-    if func in {"np.load", "numpy.load"}:
-        return bool(call.keywords.get("allow_pickle")) or "allow_pickle" in call.dynamic_keywords or call.n_args >= 3
+    if func in _ALLOW_PICKLE_AT:
+        return (bool(call.keywords.get("allow_pickle")) or bool({"allow_pickle", "**"} & call.dynamic_keywords)
+                or call.n_args > _ALLOW_PICKLE_AT[func])
     return True
 
 
@@ -290,8 +293,8 @@ class _Visitor(ast.NodeVisitor):
         for kw in node.keywords:
             if kw.arg and isinstance(kw.value, ast.Constant):
                 keywords[kw.arg] = kw.value.value
-            elif kw.arg:
-                dynamic.add(kw.arg)
+            else:
+                dynamic.add(kw.arg or "**")
         args = [a.id if isinstance(a, ast.Name) else None for a in node.args]
         file_arg = node.args[0] if node.args else next(
             (kw.value for kw in node.keywords if kw.arg in _PATH_KEYWORDS), None)

@@ -97,8 +97,11 @@ SAFE_GLOBALS: frozenset[str] = frozenset(
         "torch.nn.modules.module._IncompatibleKeys",
         # time zones (tz-aware pandas and datetime objects)
         "zoneinfo.ZoneInfo", "zoneinfo.ZoneInfo._unpickle",
-        # scikit-learn's dict with attribute access (VotingClassifier, StackingClassifier...)
-        "sklearn.utils._bunch.Bunch",
+        # scikit-learn's dict with attribute access (VotingClassifier, StackingClassifier...), the validation
+        # function HistGradientBoosting keeps in a functools.partial, and partial itself (it only stores a call)
+        "sklearn.utils._bunch.Bunch", "sklearn.utils.validation.check_array", "functools.partial",
+        # numpy's variable-width string dtype
+        "numpy.dtypes.StringDType", "numpy._core._internal._convert_to_stringdtype_kwargs",
         # scipy sparse matrices / arrays and the array-API shim a scipy spline keeps
         *(f"scipy.sparse._{f}.{f}_{kind}" for f in ("csr", "csc", "coo", "lil", "dok", "bsr", "dia")
           for kind in ("matrix", "array")),
@@ -247,7 +250,9 @@ _RANK = {"safe": 0, "custom": 1, "unsafe": 2, "critical": 3}
 def _classify_one(full: str, chain: str | None) -> tuple[str, str]:
     if full in SAFE_GLOBALS or full in _SKLEARN_HELPERS:
         return "safe", "allowlisted"
-    if full == "builtins.getattr":  # every call is checked where it happens; a reference alone does nothing
+    if full == "builtins.getattr":
+        # Judged at each call (Walker._getattr). Allowlisted functions that call an argument accept only the
+        # functions their library pickles there (call_problem), so getattr cannot be called through them.
         return "safe", "each call is checked: only allowlisted attributes"
     if full.startswith("<"):
         return "unsafe", "cannot be resolved"
@@ -269,13 +274,41 @@ def _classify_one(full: str, chain: str | None) -> tuple[str, str]:
     return "custom", "code from outside the allowlist"
 
 
+_BIT_GENERATOR_CTOR = "numpy.random._pickle.__bit_generator_ctor"
+
+
+def _numpy_bit_generator(arg: Any) -> bool:
+    """A bit generator as numpy pickles one: its name, an allowlisted ``numpy.random`` class, or one made by
+    numpy's own bit-generator constructor."""
+    name = getattr(arg, "full", None)
+    return (isinstance(arg, str) or (name in SAFE_GLOBALS and name.startswith("numpy.random."))
+            or getattr(arg, "callee_name", None) == _BIT_GENERATOR_CTOR)
+
+
 def call_problem(callee: str, args: Any) -> str | None:
-    """A problem with a call to an allowlisted global given its (symbolic) arguments."""
+    """A problem with a call to an allowlisted global given its (symbolic) arguments.
+
+    Allowlisted functions that call one of their arguments are only safe with the argument their library
+    pickles (found in review: ``torch._tensor._rebuild_from_type_v2(getattr, ...)`` reached a module's
+    globals): ``_rebuild_from_type_v2(func, ...)`` calls ``func(*args)``, numpy's random-state constructors
+    call the bit-generator constructor they are given, which instantiates the class it is given.
+    """
+    args = args if isinstance(args, tuple) else ()
     if callee == "_codecs.encode":
-        ok = (isinstance(args, tuple) and len(args) == 2 and args[1] in ("latin1", "latin-1")
+        ok = (len(args) == 2 and args[1] in ("latin1", "latin-1")
               and (isinstance(args[0], str) or getattr(args[0], "what", "") == "long string"))
         if not ok:
             return "_codecs.encode called other than as numpy's encode(str, 'latin1')"
+    elif callee == "torch._tensor._rebuild_from_type_v2":
+        func = getattr(args[0], "full", "") if args else ""
+        if not (func.startswith("torch._utils._rebuild_") and func in SAFE_GLOBALS):
+            return f"{callee} called with a function torch never pickles there: it calls that function"
+    elif callee in ("numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__generator_ctor"):
+        ctor_ok = len(args) < 2 or getattr(args[1], "full", None) == _BIT_GENERATOR_CTOR
+        if not (args and _numpy_bit_generator(args[0]) and ctor_ok):
+            return f"{callee} called with arguments numpy never pickles: it calls what it is given"
+    elif callee == _BIT_GENERATOR_CTOR and not (len(args) == 1 and _numpy_bit_generator(args[0])):
+        return f"{callee} called with something other than a numpy bit generator: it instantiates what it is given"
     return None
 
 

@@ -49,7 +49,7 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError
 #: Leading bytes → format, checked in order.
 _MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (_NPY_MAGIC, "npy"), (b"\x1f\x8b", "gzip"),
           (b"\xfd7zXZ\x00", "xz"), (b"\x5d\x00\x00", "lzma"), (b"\x04\x22\x4d\x18", "lz4"),
-          (b"ZF0x", "joblib-zf"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"\x28\xb5\x2f\xfd", "zstd"))
+          (b"7z\xbc\xaf\x27\x1c", "7z"), (b"\x28\xb5\x2f\xfd", "zstd"))
 #: bz2: "BZh", a block size digit, then a block or the end-of-stream magic (not just any text "BZh...").
 _BZ2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")
 #: Formats that are not pickles and that no pickle loader reads (what ``%mlsec scanfile`` may be given).
@@ -66,6 +66,8 @@ def sniff(head: bytes) -> str:
             return kind
     if _BZ2.match(head):
         return "bz2"
+    if _old_joblib(head):
+        return "joblib-zf"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
     for magic, name in _OTHER_FORMATS:
@@ -81,9 +83,21 @@ def sniff(head: bytes) -> str:
     return "other"
 
 
-def _stops_cpython(e: ParseError, *, loaded: bool) -> bool:
-    """Whether CPython's unpickler surely fails where the walk did (see ``Scanner.pickles``)."""
-    return isinstance(e, Stop) or (not loaded and isinstance(e, ArgError) and getattr(e, "completed", 1) == 0)
+def _unpicklers_stop(e: ParseError, *, loaded: bool) -> bool:
+    """Whether CPython's unpicklers surely fail where the walk did (see ``Scanner.pickles``)."""
+    return isinstance(e, Stop) or (not loaded and isinstance(e, ArgError) and e.completed == 0)
+
+
+def _old_joblib(head: bytes) -> bool:
+    """joblib < 0.10's zlib files: "ZF" and the length in 19 characters that ``int(text, 16)`` reads (joblib
+    takes any file that starts so; found in review: only "ZF0x" was recognised)."""
+    if not head.startswith(b"ZF") or len(head) < 21:
+        return False
+    try:
+        int(head[2:21].decode("ascii"), 16)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_safetensors(head: bytes) -> bool:
@@ -235,7 +249,7 @@ class Scanner:
         try:
             first = w.run()
         except ParseError as e:
-            if strict or w.callables or not _stops_cpython(e, loaded=loaded):
+            if strict or w.callables or not _unpicklers_stop(e, loaded=loaded):
                 self.sink.problem(f"{where}: {e}" if where else str(e))
                 return "pickle (broken)" if strict or w.callables else "pickle (unparsable)"
             return None
@@ -257,10 +271,10 @@ class Scanner:
             w = self._walk(src, f"{where} (pickle {count + 1})".strip())
             try:
                 if mode is None:
-                    raise ParseError("not a pickle")
+                    raise Stop("not a pickle")
                 w.run()
             except ParseError as e:
-                if mode == "strict" or w.callables or not _stops_cpython(e, loaded=loaded):
+                if mode == "strict" or w.callables or not _unpicklers_stop(e, loaded=loaded):
                     self.sink.problem(f"{where} (pickle {count + 1}): {e}".strip())
                 else:
                     self.sink.note(f"{where + ': ' if where else ''}bytes from offset {start:,} on are not a "

@@ -57,19 +57,24 @@ class Limits:
 
 
 class ParseError(Exception):
-    """The bytes are not a well-formed pickle (what was seen before is already reported)."""
+    """The bytes are not a well-formed pickle (what was seen before is already reported). ``completed``:
+    opcodes read in full before the one that failed (set by :meth:`Walker.run`)."""
+
+    completed = -1
 
 
 class Stop(ParseError):
-    """CPython's unpickler certainly fails at the same point (an unknown opcode, a stack or memo underflow,
-    a persistent id with no ``persistent_load``, the end of the stream). Any other parse error may be a
-    reading where CPython differs (number and string arguments, frames), so callers fail closed on it."""
+    """Both of CPython's unpicklers (C, and the pure-Python one joblib uses) fail at the same point: an
+    unknown opcode, a stack or memo underflow, an unreadable memo key, a persistent id with no
+    ``persistent_load``, the end of the stream. Any other parse error may be a reading where one of them
+    differs, so callers fail closed on it."""
 
 
 class ArgError(ParseError):
-    """An opcode's argument cannot be read (a number, string, name or length). The walker reads arguments
-    as CPython's C unpickler does, so the unpickler fails here too, as far as known; a lenient caller trusts
-    that only for the first opcode of a stream (see ``Scanner.pickles``)."""
+    """An opcode's argument cannot be read (a number, string, name or length). The walker accepts what either
+    unpickler accepts, as far as known (two reviews found readings it refused: ``INT 0b1``, a NUL after a
+    number), so a lenient caller trusts an ArgError only at the first opcode of bytes no loader is known to
+    unpickle (see ``Scanner.pickles``)."""
 
 
 class Truncated(Stop):
@@ -497,9 +502,9 @@ class Walker:
         try:
             key = int(raw.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
-            raise ArgError(f"{what} with an invalid memo key {raw[:40]!r} {self._at()}") from None
+            raise Stop(f"{what} with an invalid memo key {raw[:40]!r} {self._at()}") from None
         if key < 0:
-            raise ArgError(f"{what} with a negative memo key {self._at()}")
+            raise Stop(f"{what} with a negative memo key {self._at()}")
         return key
 
     def _put(self, key: int) -> None:
@@ -579,7 +584,7 @@ class Walker:
             try:
                 op(self)
             except ParseError as e:
-                e.completed = n - 1  # type: ignore[attr-defined]
+                e.completed = n - 1
                 raise
             end = self.frame_end
             if end is not None and src.base + src.i >= end:
@@ -631,6 +636,8 @@ class Walker:
 
     def op_int(self):
         line = self._number_line("INT")
+        if not line.strip() and self.src.line_len:
+            return self.push(0)  # "I\\x00\\n": the C unpickler's strtol reads no digits and takes 0 (found in review)
         if line == b"00":
             return self.push(False)
         if line == b"01":
@@ -929,7 +936,7 @@ class Walker:
                               "a module-level object; P4)", critical=True, kind="state injection")
             return
         slots = state[1] if isinstance(state, tuple) and len(state) == 2 else None
-        if isinstance(slots, SDict) and any(isinstance(k, str) and k.startswith("__") for k in slots):
+        if isinstance(slots, SDict) and (slots.lossy or any(isinstance(k, str) and k.startswith("__") for k in slots)):
             self.sink.problem(f"BUILD sets {_names_of(slots)} on an object {self._at()}: it changes what the object "
                               "is (e.g. its __class__)", critical=True, kind="state injection")
         if isinstance(target, Obj):
@@ -938,6 +945,9 @@ class Walker:
                 return
             built = _built_class(target)
             if built == JOBLIB_WRAPPER:
+                if not _without_init(target):
+                    raise ParseError(f"a joblib NumpyArrayWrapper made by calling its class {self._at()}: its "
+                                     "__init__ sets attributes the walker cannot see (joblib writes it with NEWOBJ)")
                 self._joblib_array(target)
             elif built is None and JOBLIB_WRAPPER in self.sink.globals:
                 raise ParseError(f"BUILD on an object of unknown class in a joblib file {self._at()}: whether "
@@ -981,7 +991,11 @@ class Walker:
         n = self._uint(8, "FRAME")
         if self.frame_end is not None and self.src.pos - 9 < self.frame_end:
             raise ParseError(f"a FRAME starts before the previous frame ended {self._at()} (P11)")
-        self.src.need(n, "FRAME")
+        left = self.src.remaining()
+        if left is not None and n > left:  # the C unpickler refuses it; the Python one (joblib's) reads on: so do we
+            self.sink.problem(f"a FRAME {self._at()} declares {n:,} bytes but only {left:,} remain: the two "
+                              "unpicklers read this file differently (P11)")
+            n = left
         self.frame_end = self.src.pos + n if n else None
 
     # joblib arrays (NumpyArrayWrapper.read_array)
@@ -1088,6 +1102,8 @@ def _passed_through(callee: str, args: Any) -> Any:
         return args[1][0]
     if callee == "copyreg._reconstructor" and len(args) == 3 and _ref_name(args[1]) in _IDENTITY_CALLS:
         return args[2]
+    if callee in _NUMPY_SCALAR and len(args) == 2 and _is_object_dtype(args[0]):
+        return args[1]  # numpy < 2 returned the object itself for an object dtype
     return _NOTHING
 
 
@@ -1106,8 +1122,27 @@ def _names_of(d: SDict) -> str:
     return ", ".join(sorted(repr(k) for k in d if isinstance(k, str))[:3])
 
 
+_NUMPY_SCALAR = frozenset({"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"})
+
+
+def _is_object_dtype(v: Any) -> bool:
+    return (isinstance(v, Obj) and v.callee_name in _allowlist.NUMPY_DTYPE and isinstance(v.args, tuple)
+            and bool(v.args) and isinstance(v.args[0], str) and v.args[0].lstrip("<>|=").startswith("O"))
+
+
 def _ref_name(v: Any) -> str | None:
     return v.full if isinstance(v, Ref) else None
+
+
+def _without_init(obj: Obj) -> bool:
+    """Whether the object was made without running ``__init__``: NEWOBJ / NEWOBJ_EX, or ``copyreg``'s
+    ``__newobj__``/``__newobj_ex__``/``_reconstructor(cls, object, None)``."""
+    if obj.kind in ("NEWOBJ", "NEWOBJ_EX"):
+        return True
+    if obj.callee_name in ("copyreg.__newobj__", "copyreg.__newobj_ex__"):
+        return True
+    return (obj.callee_name == "copyreg._reconstructor" and isinstance(obj.args, tuple) and len(obj.args) == 3
+            and _ref_name(obj.args[1]) == "builtins.object")
 
 
 def _built_class(obj: Obj) -> str | None:
@@ -1119,10 +1154,6 @@ def _built_class(obj: Obj) -> str | None:
     return name
 
 
-#: numpy's fixed-size type codes → itemsize (for a spec without digits)
-_FIXED_SIZES = {"b": 1, "B": 1, "?": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
-                "p": 8, "P": 8, "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16, "G": 32, "M": 8, "m": 8,
-                "O": 8}
 _DTYPE_SPEC = re.compile(r"([biufcOSUVamM?BhHIlLqQpPedgFDG])([0-9]*)(\[[A-Za-z0-9]+\])?")
 _FLEXIBLE = frozenset("SUVa")
 _HASOBJECT_FLAG = 0x01  # NPY_ITEM_HASOBJECT (= NPY_ITEM_REFCOUNT)
@@ -1133,14 +1164,28 @@ def _as_index(v: Any) -> int | None:
     return int(v) if isinstance(v, int) else None
 
 
+def _spec_itemsize(spec: str) -> int | None:
+    """numpy's own itemsize for a plain type string (``'f8'``, ``'l'``, ``'g'``: the sizes of this platform,
+    as joblib on this machine reads them). The string was checked against :data:`_DTYPE_SPEC`; building a
+    dtype from a type string runs no code from the file."""
+    import numpy as np
+
+    try:
+        return int(np.dtype(spec).itemsize)
+    except (TypeError, ValueError):
+        return None
+
+
 def _dtype_info(dt: Any) -> tuple[int, bool] | None:
     """(itemsize, has objects) of a pickled ``numpy.dtype(spec, align, copy)`` call with its BUILD state
-    ``(3, byteorder, subarray, names, fields, elsize, alignment, flags)``, or ``None`` if it cannot be read.
+    ``(3, byteorder, subarray, names, fields, elsize, alignment, flags)``, or ``None`` if it cannot be read
+    for certain (then the caller fails closed).
 
-    As numpy's ``dtype.__setstate__`` (found in review, several ways to make joblib and the walker disagree):
-    the state's elsize counts for flexible kinds (S, U, V), structured and subarray dtypes, and is read as an
-    index (``True`` is 1); the has-objects bit comes from the state's flags. An object dtype whose flags
-    clear that bit would make joblib read raw bytes as object pointers: unreadable, so unsafe.
+    As numpy's ``dtype.__setstate__`` (found in two reviews, several ways to make joblib and the walker
+    disagree): the state's elsize counts only for the flexible kinds S, U and V (read as an index: ``True``
+    is 1), the only kinds numpy gives fields or a subarray; the has-objects bit comes from the state's
+    flags. An object dtype whose flags clear that bit would make joblib read raw bytes as object pointers,
+    so it is unreadable; other sizes are numpy's own on this platform.
     """
     if not (isinstance(dt, Obj) and dt.callee_name in _allowlist.NUMPY_DTYPE and isinstance(dt.args, tuple)
             and dt.args and isinstance(dt.args[0], str)):
@@ -1148,10 +1193,12 @@ def _dtype_info(dt: Any) -> tuple[int, bool] | None:
     m = _DTYPE_SPEC.fullmatch(dt.args[0])
     if m is None:
         return None
-    kind, digits = m.group(1), m.group(2)
+    kind = m.group(1)
     state = dt.state if isinstance(dt.state, tuple) else ()
     subarray = state[2] if len(state) > 2 else None
     fields = state[4] if len(state) > 4 else None
+    if (subarray is not None or fields is not None) and kind not in _FLEXIBLE:
+        return None  # numpy never writes this; what it would make of it is not worth guessing
     parts: list[tuple[int, bool]] = []
     if subarray is not None:  # (base dtype, shape)
         base = _dtype_info(subarray[0]) if isinstance(subarray, tuple) and len(subarray) == 2 else None
@@ -1174,7 +1221,7 @@ def _dtype_info(dt: Any) -> tuple[int, bool] | None:
         if hasobject and not flags & _HASOBJECT_FLAG:
             return None  # objects stored as raw pointers: joblib would read memory addresses from the file
         hasobject = hasobject or bool(flags & _HASOBJECT_FLAG)
-    if kind in _FLEXIBLE or parts:
+    if kind in _FLEXIBLE:
         elsize = _as_index(state[5]) if len(state) > 5 else -1
         if elsize is None:
             return None
@@ -1182,35 +1229,5 @@ def _dtype_info(dt: Any) -> tuple[int, bool] | None:
             return elsize, hasobject
         if parts:
             return None
-    if digits:
-        size = int(digits)
-        return (size * 4 if kind == "U" else size), hasobject
-    if kind in _FIXED_SIZES:
-        return _FIXED_SIZES[kind], hasobject
-    return None
-    m = _DTYPE_SPEC.fullmatch(dt.args[0])
-    if m is None:
-        return None
-    kind, digits = m.group(1), m.group(2)
-    state = dt.state if isinstance(dt.state, tuple) else ()
-    if len(state) > 2 and state[2] is not None:
-        return None  # a subarray dtype: its shape multiplies the size (numpy never pickles one at top level)
-    fields = state[4] if len(state) > 4 else None
-    hasobject = kind == "O"
-    if fields is not None:
-        if not isinstance(fields, SDict) or fields.lossy:
-            return None
-        for v in fields.values():
-            sub = _dtype_info(v[0]) if isinstance(v, tuple) and v else None
-            if sub is None:
-                return None
-            hasobject = hasobject or sub[1]
-    elsize = state[5] if len(state) > 5 else -1
-    if (kind in _FLEXIBLE or fields is not None) and type(elsize) is int and elsize > 0:
-        return elsize, hasobject
-    if digits:
-        size = int(digits)
-        return (size * 4 if kind == "U" else size), hasobject
-    if kind in _FIXED_SIZES:
-        return _FIXED_SIZES[kind], hasobject
-    return None
+    size = _spec_itemsize(dt.args[0])
+    return None if size is None else (size, hasobject)
