@@ -66,3 +66,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     from .extension import unload
 
     unload(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension (risk-card renderer, sidebar, status item) lives."""
+    return [{"src": "labextension", "dest": "mlsec-jupyter"}]

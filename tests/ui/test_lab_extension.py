@@ -1,0 +1,104 @@
+"""The JupyterLab extension in a real JupyterLab and Chromium: the card is drawn by our renderer (not the
+HTML fallback), the "ML security" sidebar lists the notebook's findings and scrolls to their cell, the
+status item counts them, all of it comes back from the saved outputs after a reload, and a column named
+with an HTML/JS payload stays text everywhere (notes/reliability.md S1). A screenshot of the card and the
+sidebar is kept in the test's tmp_path (not committed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from uihelp import CARD_MIME, CHROMIUM, get_json, notebook, open_notebook, run_cell, until
+
+pytestmark = [pytest.mark.ui, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium")]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+PAYLOAD = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+SETUP = "%load_ext mlsec_jupyter"
+PLANTED = f'''import numpy as np, pandas as pd
+from sklearn.datasets import load_iris
+X, y = load_iris(return_X_y=True)
+X = np.vstack([X, X[:30]]); y = np.concatenate([y, (y[:30] + 1) % 3])  # duplicates with flipped labels
+frame = pd.DataFrame(X, columns=["a", "b", "c", {PAYLOAD!r}]).assign(**{{{PAYLOAD!r}: 1.0}})  # constant: named
+'''
+SHUT_DOWN_KERNELS = """async () => {
+  const xsrf = (document.cookie.split('; ').find(c => c.startsWith('_xsrf=')) || '').slice(6);
+  for (const k of await (await fetch('/api/kernels')).json()) {
+    await fetch(`/api/kernels/${k.id}`, {method: 'DELETE', headers: {'X-XSRFToken': xsrf}});
+  }
+}"""
+FILLER = "'filler'\n" + "\n" * 30  # tall cells so that the card's cell leaves the screen
+
+
+def test_lab_extension_is_installed_and_enabled():
+    out = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"], capture_output=True,
+                         text=True, check=True)
+    text = out.stdout + out.stderr
+    assert "mlsec-jupyter" in text and "enabled" in text.split("mlsec-jupyter", 1)[1].splitlines()[0], text
+
+
+def test_renderer_sidebar_and_status_item(lab, page, tmp_path):
+    url, root = lab
+    (root / "planted.ipynb").write_text(json.dumps(notebook([SETUP, PLANTED] + [FILLER] * 6)))
+    expect = sync_api.expect
+    open_notebook(page, url, "planted.ipynb")
+    run_cell(page, 0)
+    expect(page.locator(".jp-Cell").nth(0).locator(".jp-InputPrompt")).to_contain_text("[1]", timeout=60_000)
+    run_cell(page, 1)
+    card = page.locator(".jp-Cell").nth(1).locator(".mlsec-RiskCardOutput .mlsec-rc")
+    expect(card).to_have_count(1, timeout=60_000)
+    expect(page.locator(".mlsec-rc.mlsec-rc-done")).to_have_count(1, timeout=60_000)
+    expect(page.locator(".jp-OutputArea-output .mlsec-card")).to_have_count(0)  # not the HTML fallback
+
+    # the payload column name is text: nothing injected, nothing ran
+    expect(card).to_contain_text("<img src=x")
+    assert card.locator("img, script, [onerror]").count() == 0
+    shown = card.locator(".mlsec-finding:not(.mlsec-sev-info)").count()
+    assert shown >= 2, "duplicates with flipped labels must give findings"
+
+    # sidebar: one entry per finding at low and above, grouped by severity
+    page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()
+    entries = page.locator("#mlsec-risk-sidebar .mlsec-sb-finding")
+    expect(entries).to_have_count(shown)
+    assert page.locator("#mlsec-risk-sidebar img, #mlsec-risk-sidebar script").count() == 0
+
+    # status item: the counts by severity
+    status = page.locator(".mlsec-status")
+    high = card.locator(".mlsec-finding.mlsec-sev-high").count()
+    if high:
+        expect(status).to_contain_text(f"{high} high")
+    page.screenshot(path=str(tmp_path / "card-and-sidebar.png"))
+
+    # a click scrolls back to the card's cell
+    page.locator(".jp-NotebookPanel .jp-Cell").last.scroll_into_view_if_needed()
+    expect(card).not_to_be_in_viewport()
+    entries.first.click()
+    expect(card).to_be_in_viewport(timeout=10_000)
+    expect(page.locator(".jp-Cell.jp-mod-active .mlsec-rc")).to_have_count(1)
+
+    # the filter narrows the list
+    page.locator("#mlsec-risk-sidebar .mlsec-sb-filter").fill("no finding has this title")
+    expect(entries).to_have_count(0)
+    page.locator("#mlsec-risk-sidebar .mlsec-sb-filter").fill("")
+    expect(entries).to_have_count(shown)
+
+    # saved, kernel stopped, page reloaded: the sidebar reads the saved outputs
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+
+    def saved():
+        nb = get_json(f"{url}/api/contents/planted.ipynb")["content"]
+        return any(CARD_MIME in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+
+    until(saved, 30, "the notebook to be saved with its card")
+    page.evaluate(SHUT_DOWN_KERNELS)
+    until(lambda: get_json(f"{url}/api/kernels") == [], 30, "the kernel to stop")
+    page.reload()  # a fresh kernel: the cards now exist only as saved outputs
+    expect(page.locator(".jp-Cell").nth(1).locator(".mlsec-rc")).to_have_count(1, timeout=60_000)
+    if not page.locator("#mlsec-risk-sidebar").is_visible():
+        page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()
+    expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding")).to_have_count(shown)
+    assert page.dialogs == [], f"a payload ran: {page.dialogs}"
