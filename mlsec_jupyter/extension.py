@@ -117,6 +117,7 @@ class Extension:
         self._preflight: tuple[str, Preflight] | None = None  # the last cell source checked before running
         self._preflight_card: Preflight | None = None  # findings to show when that cell starts
         self.blocked_reason = ""
+        self.panels: list[Any] = []  # %mlsec panel widgets of this session (closed on unload)
         self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
         self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
         self._scanned: set[str] = set()  # model files the running cell's pre-run check already scanned
@@ -155,6 +156,9 @@ class Extension:
                 manager.registry.pop(type(self.magics).__name__, None)
             self.magics = None
         remove_warning_filter()
+        for panel in self.panels:
+            panel.close()
+        self.panels.clear()
         if self._warmup is not None:
             self._warmup.join(2.0)
         self.session.close()

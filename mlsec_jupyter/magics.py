@@ -41,6 +41,9 @@ Usage:
                                 file_policy (warn/block: a cell loading an unsafe model file gets a
                                 card before it runs, or does not run)
   %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
+  %mlsec panel                  a panel in the output area: this session's findings with filters,
+                                re-run a check with its parameters (progress, cancel), privacy
+                                budgets, export to HTML / JSON
   %mlsec cancel                 cancel running checks
   %mlsec sign VAR [LABELS] [--key KEYFILE] [--out MANIFEST]
                                 fingerprint VAR (and LABELS) and write an Ed25519-signed manifest
@@ -113,6 +116,7 @@ def _parser() -> _Parser:
     probe.add_argument("--seconds", type=float, default=None)
     wait = sub.add_parser("wait")
     wait.add_argument("seconds", nargs="?", type=float, default=None)
+    sub.add_parser("panel")
     return parser
 
 
@@ -286,6 +290,13 @@ class MlsecMagics(Magics):
             return self.shell.ev(expr)
         except Exception as exc:
             raise UsageError(f"%mlsec scan: could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
+
+    def _cmd_panel(self, args: argparse.Namespace) -> Any:
+        from .panel import Panel
+
+        panel = Panel(self._session, lambda name: self._value("panel", name))
+        self.extension.panels.append(panel)  # kept for the session: its buttons keep working
+        return panel.widget
 
     def _cmd_blocked(self, args: argparse.Namespace) -> None:
         reason = self.extension.blocked_reason or "mlsec-jupyter blocked this cell."

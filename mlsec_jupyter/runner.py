@@ -46,6 +46,7 @@ class Task:
     inputs: dict[str, Any]
     target: str = ""
     seconds: float | None = None  # a time budget of its own (``%mlsec probe``), else the runner's
+    max_rows: int | None = None  # a row budget of its own (``%mlsec panel``), else the runner's
 
 
 @dataclass
@@ -166,7 +167,8 @@ class Runner:
         if self._closed:
             raise RuntimeError("The runner was shut down; load the extension again.")
         self._ensure_threads()
-        jobs = [_Job(card, task, run, self._new_budget(task.spec.cost, task.seconds), on_update) for task, run in tasks]
+        jobs = [_Job(card, task, run, self._new_budget(task.spec.cost, task.seconds, task.max_rows), on_update)
+                for task, run in tasks]
         with self._lock:
             self._jobs.update(jobs)
         for job in jobs:
@@ -211,9 +213,9 @@ class Runner:
         self._threads.clear()
 
     # -- internals --------------------------------------------------------------------------------
-    def _new_budget(self, cost: str, seconds: float | None = None) -> Budget:
+    def _new_budget(self, cost: str, seconds: float | None = None, max_rows: int | None = None) -> Budget:
         rows = min(self.max_rows, self.slow_max_rows) if cost == "slow" else self.max_rows
-        return Budget(seconds=seconds or self.seconds, max_rows=rows)
+        return Budget(seconds=seconds or self.seconds, max_rows=max_rows or rows)
 
     def _ensure_threads(self) -> None:
         with self._lock:

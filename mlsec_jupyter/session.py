@@ -223,12 +223,14 @@ class Session:
 
     def prepare(self, artifacts: list[Artifact], *, subject: str | None = None, cell_id: str | None = None,
                 execution_count: int | None = None, only: dict[str, dict[str, Any]] | None = None,
-                seconds: float | None = None) -> tuple[RiskCard, Callable[[Callable[[RiskCard], None]], None]] | None:
+                seconds: float | None = None, max_rows: int | None = None,
+                ) -> tuple[RiskCard, Callable[[Callable[[RiskCard], None]], None]] | None:
         """Make a card listing the checks that will run; ``launch(on_update)`` starts them.
 
         Returns ``None`` when no check applies. Split in two so the caller can display the card
         before any worker can update it. ``only`` keeps just the named checks and gives them extra
-        parameters (``{"robustness.evasion": {"attack": "pgd"}}``); ``seconds`` is their time budget.
+        parameters (``{"robustness.evasion": {"attack": "pgd"}}``); ``seconds`` and ``max_rows`` are their time
+        and row budgets.
         """
         for artifact in artifacts:
             if isinstance(artifact, DPTraining):
@@ -239,7 +241,7 @@ class Session:
         if only is None:  # a probe's rows (%mlsec probe MODEL X Y) are not what the model was fitted on
             self._remember_models(artifacts)
         else:
-            tasks = [Task(t.spec, {**t.inputs, **only[t.spec.id]}, t.target, seconds)
+            tasks = [Task(t.spec, {**t.inputs, **only[t.spec.id]}, t.target, seconds, max_rows)
                      for t in tasks if t.spec.id in only]
         if not tasks:
             return None

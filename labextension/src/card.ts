@@ -414,6 +414,22 @@ export function countBySeverity(findings: IFinding[]): Map<Severity, number> {
   return counts;
 }
 
+/** "150 × 4 · fingerprint 581e6c0d…" from the integrity and provenance findings, when the card has them. */
+function subjectFacts(card: ICard): string {
+  const parts: string[] = [];
+  const integrity = card.findings.find(f => f.check === 'data.integrity');
+  const rows = integrity?.metrics?.n_rows;
+  const cols = integrity?.metrics?.n_features;
+  if (typeof rows === 'number' && typeof cols === 'number') {
+    parts.push(`${formatNumber(rows)} × ${formatNumber(cols)}`);
+  }
+  const sha = card.findings.find(f => f.check === 'data.provenance')?.metrics?.sha;
+  if (typeof sha === 'string' && /^[0-9a-f]{12,}$/.test(sha)) {
+    parts.push(`fingerprint ${sha.slice(0, 12)}…`);
+  }
+  return parts.join(' · ');
+}
+
 /** The whole card. */
 export function renderCard(card: ICard): HTMLElement {
   const running = card.status === 'running';
@@ -425,6 +441,10 @@ export function renderCard(card: ICard): HTMLElement {
   head.appendChild(chip(worst));
   head.appendChild(el('span', 'mlsec-rc-title', 'ML security'));
   head.appendChild(el('span', 'mlsec-rc-subject', cut(card.subject, 200)));
+  const facts = subjectFacts(card);
+  if (facts) {
+    head.appendChild(el('span', 'mlsec-rc-facts', facts));
+  }
   const counts = countBySeverity(findings);
   const summary = SEVERITIES.filter(s => counts.has(s) && s !== 'info')
     .map(s => `${counts.get(s)} ${s}`)

@@ -102,3 +102,70 @@ def test_renderer_sidebar_and_status_item(lab, page, tmp_path):
         page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()
     expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding")).to_have_count(shown)
     assert page.dialogs == [], f"a payload ran: {page.dialogs}"
+
+
+def test_panel_reruns_a_check_with_progress_and_keeps_payloads_as_text(lab, page, tmp_path):
+    url, root = lab
+    (root / "panel.ipynb").write_text(json.dumps(notebook([SETUP, PLANTED, "%mlsec panel"])))
+    expect = sync_api.expect
+    open_notebook(page, url, "panel.ipynb")
+    for i in range(3):
+        run_cell(page, i)
+        expect(page.locator(".jp-Cell").nth(i).locator(".jp-InputPrompt")).to_contain_text(f"[{i + 1}]",
+                                                                                          timeout=60_000)
+    panel = page.locator(".mlsec-panel")
+    expect(panel).to_have_count(1, timeout=30_000)
+    expect(panel.locator(".mlsec-panel-table")).to_contain_text("Duplicates with conflicting labels")
+    panel.locator("select:has(option[value='data.integrity'])").select_option("data.integrity")
+    panel.locator("input[placeholder='X y   or   model']").fill("frame")
+    panel.locator("button", has_text="Re-run").click()
+    expect(panel.locator(".widget-html-content", has_text="done")).to_have_count(1, timeout=60_000)
+    expect(panel.locator(".mlsec-card")).to_contain_text("<img src=x")  # the payload column, as text
+    assert panel.locator("img, script").count() == 0 and page.dialogs == []
+    page.screenshot(path=str(tmp_path / "panel.png"))
+
+
+PICTURES = f"""from mlsec_jupyter.checks.registry import register_check
+from mlsec_jupyter.findings import Finding
+import numpy as np
+P = {PAYLOAD!r}
+@register_check("demo.pictures", applies_to="dataset", title="pictures", force=True)
+def pictures(*, X, budget):
+    metrics = {{"eps": [0.0, 0.1, 0.2, 0.3], "acc": [0.9, 0.7, 0.4, 0.1],
+               "plot": {{"kind": "line", "x": "eps", "y": "acc", "x_label": P, "y_label": "accuracy"}},
+               "gauge": {{"value": 2.5, "limit": 3.0, "label": P}},
+               "images": {{"kind": "images", "shape": [4, 4], "pixels": [[i / 15 for i in range(16)]] * 2,
+                          "labels": [P, "b"]}},
+               "trigger_mask": [[0, 1], [1, 0]], P: P}}
+    return [Finding("demo.pictures", "high", "Title " + P, "Summary " + P, metrics=metrics,
+                    recommendation="Do " + P, references=[P])]
+"""
+
+LOAD = "from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)"
+
+
+def test_renderer_draws_plots_and_keeps_every_string_as_text(lab, page, tmp_path):
+    url, root = lab
+    (root / "pictures.ipynb").write_text(json.dumps(notebook([SETUP, PICTURES, LOAD])))
+    expect = sync_api.expect
+    open_notebook(page, url, "pictures.ipynb")
+    for i in range(3):
+        run_cell(page, i)
+        expect(page.locator(".jp-Cell").nth(i).locator(".jp-InputPrompt")).to_contain_text(f"[{i + 1}]",
+                                                                                          timeout=60_000)
+    card = page.locator(".jp-Cell").nth(2).locator(".mlsec-rc")
+    finding = card.locator(".mlsec-finding.mlsec-sev-high")
+    expect(finding).to_have_count(1, timeout=60_000)
+    finding.locator("summary").click()
+    expect(finding.locator(".mlsec-plot svg polyline")).to_have_count(1)
+    expect(finding.locator(".mlsec-gauge-fill")).to_have_count(1)
+    expect(finding.locator(".mlsec-images canvas")).to_have_count(2)
+    expect(finding.locator(".mlsec-trigger canvas")).to_have_count(1)
+    expect(finding).to_contain_text("Title " + PAYLOAD)
+    expect(finding).to_contain_text("Do " + PAYLOAD)
+    page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()
+    expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding", has_text="Title <img")).to_have_count(1)
+    for where in (card, page.locator("#mlsec-risk-sidebar"), page.locator(".mlsec-status")):
+        assert where.locator("img, script, [onerror]").count() == 0
+    assert page.dialogs == [], f"a payload ran: {page.dialogs}"
+    page.screenshot(path=str(tmp_path / "pictures.png"))

@@ -1,0 +1,286 @@
+"""``%mlsec panel``: the session's findings in the output area, and what to do with them.
+
+One ipywidgets box:
+
+* **findings** of every card this session showed, as a table, filtered by minimum severity and text;
+* **re-run** one check on a variable with its parameters (time budget, rows, ε values for
+  ``robustness.evasion``, shadow models for ``privacy.membership``), with a progress bar and a cancel
+  button; the new card is drawn inside the panel;
+* **privacy budgets**: a gauge per dataset with a budget in the ledger;
+* **export** every card of the session as one self-contained HTML file or as JSON (the card schema).
+
+Updates from checks running in worker threads go through widget state (trait values synchronised over the
+widget's comm), never ``display()`` from a thread. HTML widget values are set as ``innerHTML`` by the front
+end, so every string from a card is cleaned and escaped here first (:mod:`mlsec_jupyter.render`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .artifacts import Dataset, Kind, Model, Role, classify, framework_of
+from .checks.registry import all_checks
+from .findings import RiskCard, Severity
+from .render.html import card_html
+from .render.plots import gauge
+from .render.text import clean_text
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+#: Checks the panel can re-run on a variable (data or model checks).
+RERUNNABLE = ("dataset", "model")
+TABLE_ROWS = 200
+
+
+def _esc(value: Any, limit: int = 200) -> str:
+    return html.escape(clean_text(value, limit), quote=True)
+
+
+class Panel:
+    """The widget behind ``%mlsec panel``. ``evaluate(name)`` reads a variable of the user's namespace."""
+
+    def __init__(self, session: Any, evaluate: Callable[[str], Any]) -> None:
+        import ipywidgets as w
+
+        self.session = session
+        self.evaluate = evaluate
+        self.card: RiskCard | None = None  # the card of the last re-run
+        self._lock = threading.Lock()
+        self.minimum = w.Dropdown(options=[(f"{s} and above" if s != "info" else "all", s) for s in SEVERITIES],
+                                  value="low", description="Show", layout=w.Layout(width="220px"))
+        self.text = w.Text(placeholder="filter findings", layout=w.Layout(width="240px"))
+        self.summary = w.HTML()
+        self.table = w.HTML()
+        checks = sorted(s.id for s in all_checks() if s.applies_to in RERUNNABLE)
+        self.check = w.Dropdown(options=checks, description="Re-run", layout=w.Layout(width="300px"))
+        self.target = w.Text(placeholder="X y   or   model", description="on", layout=w.Layout(width="260px"))
+        self.seconds = w.FloatText(value=float(session.config.time_budget), description="seconds",
+                                   layout=w.Layout(width="170px"))
+        self.rows = w.IntText(value=int(session.config.sample_size), description="rows", layout=w.Layout(width="170px"))
+        self.eps = w.Text(placeholder="e.g. 0.05, 0.1, 0.2", description="ε values", layout=w.Layout(width="260px"))
+        self.shadows = w.IntText(value=8, description="shadows", layout=w.Layout(width="170px"))
+        self.run_button = w.Button(description="Re-run", button_style="primary", icon="play")
+        self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
+        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="260px"))
+        self.status = w.HTML()
+        self.result = w.HTML()
+        self.budgets = w.HTML()
+        self.export_html = w.Button(description="Export HTML", icon="download")
+        self.export_json = w.Button(description="Export JSON", icon="download")
+        self.exported = w.HTML()
+        self.minimum.observe(lambda _: self.refresh(), "value")
+        self.text.observe(lambda _: self.refresh(), "value")
+        self.check.observe(lambda _: self._show_parameters(), "value")
+        self.run_button.on_click(lambda _: self._click(self.rerun))
+        self.cancel_button.on_click(lambda _: self._click(self.cancel))
+        self.export_html.on_click(lambda _: self._click(lambda: self.export("html")))
+        self.export_json.on_click(lambda _: self._click(lambda: self.export("json")))
+        self.parameters = w.HBox([self.seconds, self.rows, self.eps, self.shadows])
+        self.widget = w.VBox([
+            self.summary, w.HBox([self.minimum, self.text]), self.table,
+            w.HTML("<b>Re-run a check</b>"), w.HBox([self.check, self.target]), self.parameters,
+            w.HBox([self.run_button, self.cancel_button, self.progress, self.status]), self.result,
+            w.HTML("<b>Privacy budgets</b>"), self.budgets,
+            w.HBox([self.export_html, self.export_json, self.exported]),
+        ])
+        self.widget.add_class("mlsec-panel")
+        self._show_parameters()
+        self.refresh()
+
+    # -- findings ----------------------------------------------------------------------------------
+    def rows_shown(self) -> list[tuple[Any, Any]]:
+        """(card, finding) pairs the table shows: at or above the chosen severity, matching the filter."""
+        floor = Severity.parse(self.minimum.value)
+        words = self.text.value.strip().lower()
+        out = []
+        for card in list(self.session.cards):
+            for f in card.findings:
+                if f.severity < floor:
+                    continue
+                if words and words not in f"{f.title} {f.check} {card.subject} {f.target}".lower():
+                    continue
+                out.append((card, f))
+        out.sort(key=lambda cf: -int(cf[1].severity))
+        return out
+
+    def refresh(self) -> None:
+        """Redraw the table, the summary and the budgets from the session."""
+        rows = self.rows_shown()
+        counts = {s: 0 for s in SEVERITIES}
+        for card in list(self.session.cards):
+            for f in card.findings:
+                counts[f.severity.label] += 1
+        shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != "info") or "nothing found yet"
+        self.summary.value = (f"<b>ML security</b> — {len(self.session.cards)} card(s) this session: "
+                              f"{_esc(shown)}")
+        self.table.value = _table(rows)
+        self.budgets.value = self._budgets()
+
+    def _budgets(self) -> str:
+        try:
+            ledger = self.session.ledger
+            keys = ledger.keys()
+        except Exception as exc:  # noqa: BLE001 - an unreadable ledger is shown, not raised
+            return f"<i>The privacy ledger cannot be read: {_esc(exc)}</i>"
+        parts = []
+        for key in keys:
+            limit = ledger.budget(key)
+            if limit is None:
+                continue
+            spent = ledger.spent(key, delta=limit[1])
+            label = f"data {key[:12]}… ε spent at δ = {limit[1]:.0e}"
+            parts.append(gauge({"gauge": {"value": round(spent, 4), "limit": limit[0], "label": label}}))
+        return "".join(parts) or "<i>No dataset has a privacy budget (set one with %mlsec budget VAR eps=E delta=D).</i>"
+
+    # -- re-run --------------------------------------------------------------------------------------
+    def _show_parameters(self) -> None:
+        check = self.check.value or ""
+        self.eps.layout.display = "" if check == "robustness.evasion" else "none"
+        self.shadows.layout.display = "" if check == "privacy.membership" else "none"
+
+    def parameters_for(self, check: str) -> dict[str, Any]:
+        """The check's own parameters from the panel's fields (ValueError for a bad one)."""
+        params: dict[str, Any] = {}
+        if check == "robustness.evasion" and self.eps.value.strip():
+            from .checks.robustness._common import check_eps
+
+            try:
+                params["eps"] = check_eps([float(e) for e in self.eps.value.replace(",", " ").split()])
+            except ValueError:
+                raise ValueError(f"ε values must be positive numbers separated by commas, got {self.eps.value!r} "
+                                 "(e.g. 0.05, 0.1, 0.2).") from None
+        if check == "privacy.membership":
+            if self.shadows.value < 1:
+                raise ValueError(f"shadows must be at least 1, got {self.shadows.value}.")
+            params["n_shadow"] = int(self.shadows.value)
+        return params
+
+    def artifacts(self, text: str) -> list[Any]:
+        """What ``text`` names: ``X y`` (a dataset and its labels) or ``model`` (a fitted model, with the data
+        the session saw it fitted and evaluated on)."""
+        names = text.split()
+        if not 1 <= len(names) <= 2:
+            raise ValueError(f"name a variable: 'X y' for data and labels, or 'model'; got {text!r}.")
+        obj = self.evaluate(names[0])
+        kind = classify(obj)
+        if kind in (Kind.SKLEARN_MODEL, Kind.TORCH_MODEL):
+            known = self.session.fitted_on(obj) or {}
+            train = None if known.get("X") is None else Dataset(X=known["X"], y=known.get("y"), name="training data",
+                                                                   role=Role.TRAIN)
+            test = None if known.get("X_test") is None else Dataset(
+                X=known["X_test"], y=known.get("y_test"), name="held-out rows", role=Role.TEST)
+            return [Model(obj=obj, name=names[0], framework=framework_of(kind), train=train, test=test)]
+        if kind in (Kind.ARRAY, Kind.FRAME):
+            y = self.evaluate(names[1]) if len(names) == 2 else None
+            return [Dataset(X=obj, y=y, name=", ".join(names), source="%mlsec panel")]
+        raise ValueError(f"{names[0]!r} is a {type(obj).__name__}; expected an array, a DataFrame, a tensor or a "
+                         "fitted model.")
+
+    def rerun(self) -> RiskCard | None:
+        """Run the chosen check on the named variable in the background; progress shows in the panel."""
+        check = self.check.value
+        try:
+            params = self.parameters_for(check)
+            artifacts = self.artifacts(self.target.value)
+            if self.seconds.value <= 0 or self.rows.value <= 0:
+                raise ValueError("seconds and rows must be positive.")
+        except Exception as exc:  # noqa: BLE001 - a bad name or value is shown in the panel, not raised
+            self.status.value = f"<span style='color:#cf222e'>{_esc(exc, 400)}</span>"
+            return None
+        prepared = self.session.prepare(artifacts, subject=f"{self.target.value.strip()}: {check} (re-run)",
+                                        only={check: params}, seconds=float(self.seconds.value),
+                                        max_rows=int(self.rows.value))
+        if prepared is None:
+            self.status.value = f"<span>{_esc(check)} does not apply to {_esc(self.target.value)}.</span>"
+            return None
+        card, launch = prepared
+        self.card = card
+        self.progress.value = 0.0
+        self.progress.bar_style = "info"
+        self.cancel_button.disabled = False
+        self.run_button.disabled = True
+        self._show(card)
+        launch(self._show)
+        return card
+
+    def _show(self, card: RiskCard) -> None:
+        """Widget state from a card update (called from worker threads): progress, status, the card."""
+        with self._lock:
+            if card is not self.card:
+                return
+            done = card.status == "done"
+            self.progress.value = 1.0 if done else max(0.0, min(1.0, float(card.progress)))
+            self.progress.bar_style = "success" if done else "info"
+            self.status.value = _outcome(card) if done else f"running… {100 * card.progress:.0f}%"
+            self.result.value = card_html(card)
+            if done:
+                self.cancel_button.disabled = True
+                self.run_button.disabled = False
+        if done:
+            self.refresh()
+
+    def cancel(self) -> int:
+        cancelled = self.session.runner.cancel_all()
+        self.status.value = f"cancelled {cancelled} check(s)"
+        self.cancel_button.disabled = True
+        self.run_button.disabled = False
+        return cancelled
+
+    # -- export ----------------------------------------------------------------------------------------
+    def export(self, kind: str, path: str | Path | None = None) -> Path:
+        """Write every card of the session to ``mlsec-report.html`` / ``.json`` (or ``path``)."""
+        cards = list(self.session.cards)
+        target = Path(path or f"mlsec-report.{kind}")
+        if kind == "json":
+            target.write_text(json.dumps({"version": 1, "cards": [c.to_dict() for c in cards]}, indent=1))
+        else:
+            body = "\n".join(card_html(c) for c in cards) or "<p>No cards in this session yet.</p>"
+            target.write_text('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+                              "<title>mlsec-jupyter report</title></head><body>" + body + "</body></html>")
+        self.exported.value = f"wrote {_esc(str(target.resolve()), 300)}"
+        return target
+
+    def close(self) -> None:
+        """Close every widget of the panel (the extension is unloaded)."""
+        for child in _descendants(self.widget):
+            child.close()
+
+    def _click(self, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - a button must never raise into the widget's comm handler
+            self.status.value = f"<span style='color:#cf222e'>{_esc(f'{type(exc).__name__}: {exc}', 400)}</span>"
+
+
+def _outcome(card: RiskCard) -> str:
+    """"done", or how the checks that did not finish normally ended ("cancelled", "1 timed out")."""
+    ended = [r.status.value for r in card.runs if r.status.value not in ("done", "skipped")]
+    if not ended:
+        return "done"
+    return ", ".join(f"{ended.count(s)} {s}" if len(ended) > 1 else s for s in sorted(set(ended)))
+
+
+def _descendants(widget: Any) -> list[Any]:
+    out = [widget]
+    for child in getattr(widget, "children", ()):
+        out.extend(_descendants(child))
+    return out
+
+
+def _table(rows: list[tuple[Any, Any]]) -> str:
+    if not rows:
+        return "<i>No findings at this level.</i>"
+    pad = "style='padding:1px 12px 1px 0;text-align:left'"
+    head = "<tr>" + "".join(f"<th {pad}>{h}</th>" for h in ("severity", "finding", "check", "about", "cell")) + "</tr>"
+    body = []
+    for card, f in rows[:TABLE_ROWS]:
+        cell = "" if card.execution_count is None else f"[{int(card.execution_count)}]"
+        cells = (_esc(f.severity.label), _esc(f.title, 160), _esc(f.check), _esc(f.target or card.subject, 80), cell)
+        body.append("<tr>" + "".join(f"<td {pad}>{c}</td>" for c in cells) + "</tr>")
+    more = f"<tr><td colspan='5'>+{len(rows) - TABLE_ROWS} more</td></tr>" if len(rows) > TABLE_ROWS else ""
+    return ("<table class='mlsec-panel-table' style='border-collapse:collapse;font-size:12px'>"
+            + head + "".join(body) + more + "</table>")
