@@ -88,6 +88,9 @@ class Panel:
             w.HBox([self.export_html, self.export_json, self.exported]),
         ])
         self.widget.add_class("mlsec-panel")
+        self.status.add_class("mlsec-panel-status")
+        self.result.add_class("mlsec-panel-result")
+        self.progress.add_class("mlsec-panel-progress")
         self._show_parameters()
         self.refresh()
 

@@ -39,8 +39,12 @@ def lab(tmp_path: Path):
         until(up, 60, "the Jupyter server")
         yield url, root
     finally:
-        proc.terminate()
-        proc.wait(10)
+        proc.terminate()  # this server only (its own PID); kernels it started get the signal from it
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         log.close()
 
 

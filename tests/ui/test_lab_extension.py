@@ -7,6 +7,7 @@ sidebar is kept in the test's tmp_path (not committed)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -68,9 +69,13 @@ def test_renderer_sidebar_and_status_item(lab, page, tmp_path):
     # status item: the counts by severity
     status = page.locator(".mlsec-status")
     high = card.locator(".mlsec-finding.mlsec-sev-high").count()
-    if high:
-        expect(status).to_contain_text(f"{high} high")
+    assert high >= 1, "duplicates with flipped labels are high"
+    expect(status).to_contain_text(f"{high} high")
     page.screenshot(path=str(tmp_path / "card-and-sidebar.png"))
+    page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()  # closes the sidebar...
+    expect(page.locator("#mlsec-risk-sidebar")).to_be_hidden()
+    status.click()  # ...and the status item opens it again
+    expect(page.locator("#mlsec-risk-sidebar")).to_be_visible()
 
     # a click scrolls back to the card's cell
     page.locator(".jp-NotebookPanel .jp-Cell").last.scroll_into_view_if_needed()
@@ -101,7 +106,7 @@ def test_renderer_sidebar_and_status_item(lab, page, tmp_path):
     if not page.locator("#mlsec-risk-sidebar").is_visible():
         page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()
     expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding")).to_have_count(shown)
-    assert page.dialogs == [], f"a payload ran: {page.dialogs}"
+    assert page.dialogs == [] and page.errors == [], f"a payload ran or the page failed: {page.dialogs} {page.errors}"
 
 
 def test_panel_reruns_a_check_with_progress_and_keeps_payloads_as_text(lab, page, tmp_path):
@@ -119,9 +124,12 @@ def test_panel_reruns_a_check_with_progress_and_keeps_payloads_as_text(lab, page
     panel.locator("select:has(option[value='data.integrity'])").select_option("data.integrity")
     panel.locator("input[placeholder='X y   or   model']").fill("frame")
     panel.locator("button", has_text="Re-run").click()
-    expect(panel.locator(".widget-html-content", has_text="done")).to_have_count(1, timeout=60_000)
-    expect(panel.locator(".mlsec-card")).to_contain_text("<img src=x")  # the payload column, as text
-    assert panel.locator("img, script").count() == 0 and page.dialogs == []
+    expect(panel.locator(".mlsec-panel-status")).to_have_text("done", timeout=60_000)
+    expect(panel.locator(".mlsec-panel-result .mlsec-card")).to_contain_text("<img src=x")  # the payload, as text
+    assert panel.locator("img, script").count() == 0 and page.dialogs == [] and page.errors == []
+    bar = panel.locator(".mlsec-panel-progress .progress-bar")
+    expect(bar).to_have_attribute("style", re.compile(r"width: 100%"))  # the progress bar ran to its end
+    expect(bar).to_have_class(re.compile("progress-bar-success"))
     page.screenshot(path=str(tmp_path / "panel.png"))
 
 
@@ -167,5 +175,5 @@ def test_renderer_draws_plots_and_keeps_every_string_as_text(lab, page, tmp_path
     expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding", has_text="Title <img")).to_have_count(1)
     for where in (card, page.locator("#mlsec-risk-sidebar"), page.locator(".mlsec-status")):
         assert where.locator("img, script, [onerror]").count() == 0
-    assert page.dialogs == [], f"a payload ran: {page.dialogs}"
+    assert page.dialogs == [] and page.errors == [], f"a payload ran or the page failed: {page.dialogs} {page.errors}"
     page.screenshot(path=str(tmp_path / "pictures.png"))
