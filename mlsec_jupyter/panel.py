@@ -2,12 +2,13 @@
 
 One ipywidgets box:
 
-* **findings** of every card this session showed, as a table, filtered by minimum severity and text;
+* **findings** of the cards this session showed (the last :data:`~mlsec_jupyter.session.MAX_CARDS`), as a
+  table filtered by minimum severity and text, redrawn whenever a card finishes;
 * **re-run** one check on a variable with its parameters (time budget, rows, ε values for
   ``robustness.evasion``, shadow models for ``privacy.membership``), with a progress bar and a cancel
   button; the new card is drawn inside the panel;
 * **privacy budgets**: a gauge per dataset with a budget in the ledger;
-* **export** every card of the session as one self-contained HTML file or as JSON (the card schema).
+* **export** those cards as one self-contained HTML file or as JSON (the card schema), UTF-8.
 
 Updates from checks running in worker threads go through widget state (trait values synchronised over the
 widget's comm), never ``display()`` from a thread. HTML widget values are set as ``innerHTML`` by the front
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +32,7 @@ from .render.html import card_html
 from .render.plots import gauge
 from .render.text import clean_text
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+SEVERITIES = tuple(s.label for s in sorted(Severity, reverse=True))  # critical ... info
 #: Checks the panel can re-run on a variable (data or model checks).
 RERUNNABLE = ("dataset", "model")
 TABLE_ROWS = 200
@@ -72,8 +74,8 @@ class Panel:
         self.export_html = w.Button(description="Export HTML", icon="download")
         self.export_json = w.Button(description="Export JSON", icon="download")
         self.exported = w.HTML()
-        self.minimum.observe(lambda _: self.refresh(), "value")
-        self.text.observe(lambda _: self.refresh(), "value")
+        self.minimum.observe(lambda _: self.refresh_table(), "value")
+        self.text.observe(lambda _: self.refresh_table(), "value")
         self.check.observe(lambda _: self._show_parameters(), "value")
         self.run_button.on_click(lambda _: self._click(self.rerun))
         self.cancel_button.on_click(lambda _: self._click(self.cancel))
@@ -92,6 +94,9 @@ class Panel:
         self.result.add_class("mlsec-panel-result")
         self.progress.add_class("mlsec-panel-progress")
         self._show_parameters()
+        self._cancelled = False
+        self._listener = lambda card: self.refresh_table()  # any card of the session finished (worker thread)
+        session.card_done.append(self._listener)
         self.refresh()
 
     # -- findings ----------------------------------------------------------------------------------
@@ -112,16 +117,21 @@ class Panel:
 
     def refresh(self) -> None:
         """Redraw the table, the summary and the budgets from the session."""
+        self.refresh_table()
+        self.budgets.value = self._budgets()
+
+    def refresh_table(self) -> None:
+        """Redraw the findings table and the summary (cheap: no ledger reads)."""
         rows = self.rows_shown()
+        cards = list(self.session.cards)
         counts = {s: 0 for s in SEVERITIES}
-        for card in list(self.session.cards):
+        for card in cards:
             for f in card.findings:
                 counts[f.severity.label] += 1
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != "info") or "nothing found yet"
-        self.summary.value = (f"<b>ML security</b> — {len(self.session.cards)} card(s) this session: "
-                              f"{_esc(shown)}")
+        kept = "the last " if len(cards) == self.session.cards.maxlen else ""
+        self.summary.value = f"<b>ML security</b> — {kept}{len(cards)} card(s) this session: {_esc(shown)}"
         self.table.value = _table(rows)
-        self.budgets.value = self._budgets()
 
     def _budgets(self) -> str:
         try:
@@ -131,10 +141,14 @@ class Panel:
             return f"<i>The privacy ledger cannot be read: {_esc(exc)}</i>"
         parts = []
         for key in keys:
-            limit = ledger.budget(key)
-            if limit is None:
+            try:
+                limit = ledger.budget(key)
+                if limit is None:
+                    continue
+                spent = ledger.spent(key, delta=limit[1])
+            except Exception as exc:  # noqa: BLE001 - one corrupt record must not hide the others
+                parts.append(f"<div>data {_esc(key[:12])}…: its ledger record cannot be read ({_esc(exc, 200)})</div>")
                 continue
-            spent = ledger.spent(key, delta=limit[1])
             label = f"data {key[:12]}… ε spent at δ = {limit[1]:.0e}"
             parts.append(gauge({"gauge": {"value": round(spent, 4), "limit": limit[0], "label": label}}))
         return "".join(parts) or "<i>No dataset has a privacy budget (set one with %mlsec budget VAR eps=E delta=D).</i>"
@@ -184,7 +198,11 @@ class Panel:
                          "fitted model.")
 
     def rerun(self) -> RiskCard | None:
-        """Run the chosen check on the named variable in the background; progress shows in the panel."""
+        """Run the chosen check on the named variable in the background; progress shows in the panel. One
+        re-run at a time per panel."""
+        if self.card is not None and self.card.status != "done":
+            self.status.value = "a re-run is still going: wait for it or cancel it"
+            return None
         check = self.check.value
         try:
             params = self.parameters_for(check)
@@ -201,13 +219,21 @@ class Panel:
             self.status.value = f"<span>{_esc(check)} does not apply to {_esc(self.target.value)}.</span>"
             return None
         card, launch = prepared
-        self.card = card
-        self.progress.value = 0.0
-        self.progress.bar_style = "info"
-        self.cancel_button.disabled = False
-        self.run_button.disabled = True
+        with self._lock:
+            self.card, self._cancelled = card, False
+            self.progress.value = 0.0
+            self.progress.bar_style = "info"
+            self.cancel_button.disabled = False
+            self.run_button.disabled = True
         self._show(card)
-        launch(self._show)
+        try:
+            launch(self._show)
+        except Exception as exc:  # noqa: BLE001 - e.g. the runner was shut down: the buttons must come back
+            with self._lock:
+                self.card = None
+                self.cancel_button.disabled, self.run_button.disabled = True, False
+            self.status.value = f"<span style='color:#cf222e'>could not start: {_esc(exc, 300)}</span>"
+            return None
         return card
 
     def _show(self, card: RiskCard) -> None:
@@ -216,39 +242,50 @@ class Panel:
             if card is not self.card:
                 return
             done = card.status == "done"
-            self.progress.value = 1.0 if done else max(0.0, min(1.0, float(card.progress)))
-            self.progress.bar_style = "success" if done else "info"
-            self.status.value = _outcome(card) if done else f"running… {100 * card.progress:.0f}%"
+            share = float(card.progress)
+            share = 1.0 if done else (min(max(share, 0.0), 1.0) if math.isfinite(share) else 0.0)
             self.result.value = card_html(card)
             if done:
+                self.status.value = _outcome(card)
                 self.cancel_button.disabled = True
                 self.run_button.disabled = False
-        if done:
-            self.refresh()
+            else:
+                self.status.value = "cancelling…" if self._cancelled else f"running… {100 * share:.0f}%"
+            self.progress.bar_style = ("warning" if self._cancelled else "success") if done else "info"
+            self.progress.value = share  # last: a reader that sees it full sees the rest done
 
     def cancel(self) -> int:
-        cancelled = self.session.runner.cancel_all()
-        self.status.value = f"cancelled {cancelled} check(s)"
-        self.cancel_button.disabled = True
-        self.run_button.disabled = False
+        """Cancel this panel's re-run (only its checks; the cells' own checks go on). The buttons come back
+        when its card finishes, at the checks' next checkpoint."""
+        with self._lock:
+            card = self.card
+            self._cancelled = card is not None and card.status != "done"
+        cancelled = self.session.runner.cancel(card) if card is not None else 0
+        if not cancelled:
+            self.cancel_button.disabled, self.run_button.disabled = True, False
+        self.status.value = f"cancelling {cancelled} check(s)…" if cancelled else "nothing to cancel"
         return cancelled
 
     # -- export ----------------------------------------------------------------------------------------
     def export(self, kind: str, path: str | Path | None = None) -> Path:
-        """Write every card of the session to ``mlsec-report.html`` / ``.json`` (or ``path``)."""
+        """Write the session's cards to ``mlsec-report.html`` / ``.json`` in the working folder (or ``path``)."""
         cards = list(self.session.cards)
         target = Path(path or f"mlsec-report.{kind}")
         if kind == "json":
-            target.write_text(json.dumps({"version": 1, "cards": [c.to_dict() for c in cards]}, indent=1))
+            target.write_text(json.dumps({"version": 1, "cards": [c.to_dict() for c in cards]}, indent=1),
+                              encoding="utf-8")
         else:
             body = "\n".join(card_html(c) for c in cards) or "<p>No cards in this session yet.</p>"
             target.write_text('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-                              "<title>mlsec-jupyter report</title></head><body>" + body + "</body></html>")
+                              "<title>mlsec-jupyter report</title></head><body>" + body + "</body></html>",
+                              encoding="utf-8")
         self.exported.value = f"wrote {_esc(str(target.resolve()), 300)}"
         return target
 
     def close(self) -> None:
-        """Close every widget of the panel (the extension is unloaded)."""
+        """Stop listening to the session and close every widget of the panel (the extension is unloaded)."""
+        if self._listener in self.session.card_done:
+            self.session.card_done.remove(self._listener)
         for child in _descendants(self.widget):
             child.close()
 
@@ -260,7 +297,7 @@ class Panel:
 
 
 def _outcome(card: RiskCard) -> str:
-    """"done", or how the checks that did not finish normally ended ("cancelled", "1 timed out")."""
+    """"done", or how the checks that did not finish normally ended ("cancelled", "2 timed out")."""
     ended = [r.status.value for r in card.runs if r.status.value not in ("done", "skipped")]
     if not ended:
         return "done"

@@ -176,8 +176,12 @@ class Runner:
 
     def cancel_all(self) -> int:
         """Cancel every queued and running check; returns how many were affected."""
+        return self.cancel()
+
+    def cancel(self, card: RiskCard | None = None) -> int:
+        """Cancel the queued and running checks of ``card`` (every card: ``None``); returns how many."""
         with self._lock:
-            jobs = list(self._jobs)
+            jobs = [j for j in self._jobs if card is None or j.card is card]
         for job in jobs:
             job.budget.cancel_event.set()
         return len(jobs)

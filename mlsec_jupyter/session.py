@@ -28,6 +28,10 @@ _CHOICES = {"budget_policy": ("warn", "block"), "file_policy": ("warn", "block")
 _BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 
 
+#: Cards a session keeps (newest last) for %mlsec status, wait and panel.
+MAX_CARDS = 64
+
+
 @dataclass
 class Config:
     """Settings a user can change with ``%mlsec config KEY=VALUE``."""
@@ -209,7 +213,9 @@ class Session:
         self._models: collections.OrderedDict[int, tuple[Any, dict[str, Any]]] = collections.OrderedDict()
         self.ledger_errors = 0
         self._recorded: collections.OrderedDict[int, Any] = collections.OrderedDict()
-        self.cards: collections.deque[RiskCard] = collections.deque(maxlen=64)
+        self.cards: collections.deque[RiskCard] = collections.deque(maxlen=MAX_CARDS)
+        #: called (from worker threads) with each card that has just finished: ``%mlsec panel`` listens
+        self.card_done: list[Callable[[RiskCard], None]] = []
         self.audit_errors = 0
         self._audited: collections.OrderedDict[str, None] = collections.OrderedDict()  # bounded set
         self._lock = threading.Lock()
@@ -318,13 +324,19 @@ class Session:
     def _recording(self, on_update: Callable[[RiskCard], None]) -> Callable[[RiskCard], None]:
         def update(card: RiskCard) -> None:
             self._record_dp(card)  # as soon as the DP finding is there, not when slow checks end
-            if card.status == "done" and self._first_completion(card):
-                if self.config.audit:
-                    try:
-                        self.audit.append_card(card)
-                    except OSError:
-                        self.audit_errors += 1
+            first = card.status == "done" and self._first_completion(card)
+            if first and self.config.audit:
+                try:
+                    self.audit.append_card(card)
+                except OSError:
+                    self.audit_errors += 1
             on_update(card)
+            if first:
+                for listener in list(self.card_done):
+                    try:
+                        listener(card)
+                    except Exception:  # noqa: BLE001 - a listener (a panel) must not break the checks
+                        pass
 
         return update
 

@@ -80,9 +80,8 @@ def test_rerun_with_parameters_shows_progress_from_the_worker_thread(panel, ip):
     panel.rows.value = 100
     card = panel.rerun()
     assert card is not None and panel.run_button.disabled and not panel.cancel_button.disabled
-    _wait_for(lambda: card.status == "done")
-    _wait_for(lambda: panel.progress.value == 1.0)
-    assert panel.status.value == "done" and panel.progress.bar_style == "success"
+    _wait_for(lambda: panel.progress.value == 1.0)  # set last by the update
+    assert card.status == "done" and panel.status.value == "done" and panel.progress.bar_style == "success"
     assert "Duplicates with conflicting labels" in panel.result.value
     assert card in list(panel.session.cards)
     assert any(name != "MainThread" for name in threads), "updates came from the worker, through widget state"
@@ -104,28 +103,52 @@ def test_rerun_parameters_are_checked(panel):
     assert panel.rerun() is None and "no_such_variable" in panel.status.value
 
 
-def test_cancel_stops_a_long_rerun(panel, ip):
-    run(ip, '''from mlsec_jupyter.checks.registry import register_check
-from mlsec_jupyter.findings import Finding
-import time as _t
-@register_check("demo.forever", applies_to="dataset", title="never ends", force=True)
-def forever(*, X, budget):
-    while True:
-        budget.checkpoint()
-        _t.sleep(0.02)
-''')
+def test_cancel_stops_only_this_panels_rerun(panel, ip):
+    from mlsec_jupyter.checks.registry import register_check, unregister_check
     from mlsec_jupyter.panel import Panel
 
-    fresh = Panel(panel.session, panel.evaluate)  # the check list is read when a panel is made
-    fresh.check.value = "demo.forever"
-    fresh.target.value = "X y"
-    fresh.seconds.value = 60
-    card = fresh.rerun()
-    _wait_for(lambda: any(r.status.value == "running" for r in card.runs), 10)
-    assert fresh.cancel() >= 1
-    _wait_for(lambda: card.status == "done", 10)
-    assert fresh.run_button.disabled is False and "cancelled" in fresh.status.value
-    assert [r.status.value for r in card.runs] == ["cancelled"]
+    @register_check("demo.forever", applies_to="dataset", title="never ends", force=True)
+    def forever(*, X, budget):
+        while True:
+            budget.checkpoint()
+            time.sleep(0.02)
+
+    try:
+        ours, other = (Panel(panel.session, panel.evaluate) for _ in range(2))  # made after the registration
+        cards = []
+        for p in (ours, other):
+            p.check.value, p.target.value, p.seconds.value = "demo.forever", "X y", 60
+            cards.append(p.rerun())
+        _wait_for(lambda: cards[0].runs[0].status.value == "running", 10)  # one worker: the other one queues
+        assert ours.rerun() is None and "still going" in ours.status.value, "one re-run at a time"
+        assert ours.cancel() == 1 and ours.run_button.disabled, "Run comes back when the card finishes"
+        _wait_for(lambda: cards[0].status == "done", 10)
+        _wait_for(lambda: not ours.run_button.disabled, 10)
+        assert ours.status.value == "cancelled" and [r.status.value for r in cards[0].runs] == ["cancelled"]
+        _wait_for(lambda: cards[1].runs[0].status.value == "running", 10)  # not cancelled: it runs next
+        assert other.cancel() == 1
+        _wait_for(lambda: cards[1].status == "done", 10)
+    finally:
+        unregister_check("demo.forever")
+        panel.session.runner.cancel_all()
+
+
+def test_progress_is_clamped_and_finite():
+    from mlsec_jupyter.checks.budget import Budget
+
+    seen = []
+    budget = Budget(seconds=10, on_progress=lambda share, text: seen.append(share))
+    for value in (float("nan"), -0.5, 3.0, float("inf"), 0.25):
+        budget.progress(value)
+    assert seen == [0.0, 0.0, 1.0, 0.0, 0.25]
+
+
+def test_a_corrupt_ledger_record_does_not_break_the_panel(panel, ip, in_tmp):
+    ip.run_line_magic("mlsec", "budget X eps=3 delta=1e-5")
+    for record in (in_tmp / ".mlsec" / "privacy").glob("*.json"):
+        record.write_text("{ not json")
+    panel.refresh()
+    assert "cannot be read" in panel.budgets.value
 
 
 def test_privacy_budgets_are_drawn_as_gauges(panel, ip):

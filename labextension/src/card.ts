@@ -52,8 +52,14 @@ export interface ICard {
 const LIST_SHOWN = 12;
 const TEXT_SHOWN = 400;
 const METRICS_SHOWN = 20;
+const FINDINGS_SHOWN = 60;
 /** Metrics drawn as pictures, never listed as numbers. */
 const DRAWN = new Set(['plot', 'gauge', 'images', 'trigger_mask']);
+
+/** The severity word if it is one of ours, else "info": only these words ever reach a class name. */
+export function severityWord(value: unknown): Severity {
+  return SEVERITIES.includes(value as Severity) ? (value as Severity) : 'info';
+}
 
 /** Severity rank: 0 for critical ... 4 for info (unknown words sort last). */
 export function rank(severity: unknown): number {
@@ -72,6 +78,11 @@ export function isCard(value: unknown): value is ICard {
     Array.isArray(card.findings) &&
     card.findings.every(f => !!f && typeof f === 'object' && typeof f.title === 'string')
   );
+}
+
+/** The card's check runs that are objects (a saved notebook may hold anything). */
+function checkRuns(card: ICard): ICheckRun[] {
+  return Array.isArray(card.checks) ? card.checks.filter(c => !!c && typeof c === 'object') : [];
 }
 
 /** The findings a card shows (at or above its `min_severity`), most severe first. */
@@ -97,13 +108,14 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-function cut(text: unknown, limit = TEXT_SHOWN): string {
-  const s = typeof text === 'string' ? text : String(text ?? '');
-  return s.length > limit ? s.slice(0, limit - 1) + '…' : s;
+/** At most ``limit`` characters (code points, so a surrogate pair is never split). */
+export function cut(text: unknown, limit = TEXT_SHOWN): string {
+  const chars = Array.from(typeof text === 'string' ? text : String(text ?? ''));
+  return chars.length > limit ? chars.slice(0, limit - 1).join('') + '…' : chars.join('');
 }
 
 export function chip(severity: unknown): HTMLElement {
-  const word = SEVERITIES.includes(severity as Severity) ? (severity as Severity) : 'info';
+  const word = severityWord(severity);
   const node = el('span', `mlsec-chip mlsec-sev-${word}`, word);
   node.title = `severity: ${word}`;
   return node;
@@ -317,7 +329,7 @@ function metricsTable(metrics: { [key: string]: unknown }): HTMLElement | null {
 
 /** One finding: a line that opens on its evidence. ``showTarget``: the card covers several subjects. */
 export function renderFinding(f: IFinding, showTarget = false): HTMLElement {
-  const item = el('details', `mlsec-finding mlsec-sev-${SEVERITIES.includes(f.severity) ? f.severity : 'info'}`);
+  const item = el('details', `mlsec-finding mlsec-sev-${severityWord(f.severity)}`);
   const head = el('summary', 'mlsec-finding-head');
   head.appendChild(chip(f.severity));
   head.appendChild(el('span', 'mlsec-finding-title', cut(f.title, 300)));
@@ -365,21 +377,26 @@ export function renderFinding(f: IFinding, showTarget = false): HTMLElement {
 /** "40%: PGD at ε 0.1" for a running check that reports progress. */
 function runningText(run: ICheckRun): string {
   const name = cut(run.check, 60);
-  if (typeof run.progress === 'number' && (run.progress > 0 || run.message)) {
-    return `${name} (${Math.round(100 * run.progress)}%${run.message ? ': ' + cut(run.message, 60) : ''})`;
+  const share = share01(run.progress);
+  if (share > 0 || run.message) {
+    return `${name} (${Math.round(100 * share)}%${run.message ? ': ' + cut(run.message, 60) : ''})`;
   }
   return name;
+}
+
+/** A progress share in [0, 1]; anything else (NaN, a string, -3) is 0. */
+function share01(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? Math.max(0, Math.min(1, value)) : 0;
 }
 
 function progressBlock(card: ICard): HTMLElement {
   const box = el('div', 'mlsec-progress');
   const bar = el('div', 'mlsec-progress-bar');
   const fill = el('div', 'mlsec-progress-fill');
-  const share = typeof card.progress === 'number' && Number.isFinite(card.progress) ? card.progress : 0;
-  fill.style.width = `${Math.max(2, Math.min(100, 100 * share)).toFixed(1)}%`;
+  fill.style.width = `${Math.max(2, 100 * share01(card.progress)).toFixed(1)}%`;
   bar.appendChild(fill);
   box.appendChild(bar);
-  const running = (card.checks ?? []).filter(c => c.status === 'running' || c.status === 'pending');
+  const running = checkRuns(card).filter(c => c.status === 'running' || c.status === 'pending');
   if (running.length) {
     const names = running.slice(0, 4).map(runningText).join(', ');
     const more = running.length > 4 ? ` +${running.length - 4} more` : '';
@@ -390,7 +407,7 @@ function progressBlock(card: ICard): HTMLElement {
 
 /** Checks that did not finish cleanly (failed, timed out, cancelled, skipped), one line each. */
 function problemRuns(card: ICard): HTMLElement | null {
-  const runs = (card.checks ?? []).filter(c => !['done', 'running', 'pending'].includes(c.status));
+  const runs = checkRuns(card).filter(c => !['done', 'running', 'pending'].includes(c.status));
   if (!runs.length) {
     return null;
   }
@@ -407,9 +424,8 @@ function problemRuns(card: ICard): HTMLElement | null {
 export function countBySeverity(findings: IFinding[]): Map<Severity, number> {
   const counts = new Map<Severity, number>();
   for (const f of findings) {
-    if (SEVERITIES.includes(f.severity)) {
-      counts.set(f.severity, (counts.get(f.severity) ?? 0) + 1);
-    }
+    const word = severityWord(f.severity);
+    counts.set(word, (counts.get(word) ?? 0) + 1);
   }
   return counts;
 }
@@ -434,7 +450,7 @@ function subjectFacts(card: ICard): string {
 export function renderCard(card: ICard): HTMLElement {
   const running = card.status === 'running';
   const findings = shownFindings(card);
-  const worst = findings.length ? findings[0].severity : 'info';
+  const worst = findings.length ? severityWord(findings[0].severity) : 'info';
   const root = el('div', `mlsec-rc mlsec-rc-${running ? 'running' : 'done'} mlsec-sev-${worst}`);
   root.dataset.cardId = /^[A-Za-z0-9_-]{1,64}$/.test(card.card_id) ? card.card_id : '';
   const head = el('div', 'mlsec-rc-head');
@@ -458,8 +474,12 @@ export function renderCard(card: ICard): HTMLElement {
   }
   const list = el('div', 'mlsec-findings');
   const several = new Set(findings.map(f => f.target ?? '')).size > 1;
-  findings.filter(f => f.severity !== 'info').forEach(f => list.appendChild(renderFinding(f, several)));
-  const clean = findings.filter(f => f.severity === 'info');
+  const issues = findings.filter(f => severityWord(f.severity) !== 'info');
+  issues.slice(0, FINDINGS_SHOWN).forEach(f => list.appendChild(renderFinding(f, several)));
+  if (issues.length > FINDINGS_SHOWN) {
+    list.appendChild(el('div', 'mlsec-more', `+${issues.length - FINDINGS_SHOWN} more findings (all in the card JSON)`));
+  }
+  const clean = findings.filter(f => severityWord(f.severity) === 'info').slice(0, FINDINGS_SHOWN);
   if (clean.length) {
     // "checked and found nothing" lines, folded: they matter less than the findings above
     const fold = el('details', 'mlsec-clean');

@@ -13,7 +13,21 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
 
-import { ICard, IFinding, MIME, SEVERITIES, Severity, chip, countBySeverity, el, isCard, rank, shownFindings } from './card';
+import {
+  ICard,
+  IFinding,
+  MIME,
+  SEVERITIES,
+  Severity,
+  chip,
+  countBySeverity,
+  cut,
+  el,
+  isCard,
+  rank,
+  severityWord,
+  shownFindings
+} from './card';
 
 export const SIDEBAR_ID = 'mlsec-risk-sidebar';
 
@@ -24,13 +38,14 @@ export interface INotebookFinding {
   cellIndex: number;
 }
 
-/** Every finding of the notebook's cards, in cell order (a card updated in place is read once). */
+/** Every finding of the notebook's cards, in cell order. A card shown twice (a copied cell, a card shown
+ * again) counts once, at its last place. */
 export function notebookFindings(panel: NotebookPanel | null): INotebookFinding[] {
-  const out: INotebookFinding[] = [];
   const cells = panel?.content.model?.cells;
   if (!cells) {
-    return out;
+    return [];
   }
+  const last = new Map<string, { card: ICard; cellIndex: number }>();
   for (let i = 0; i < cells.length; i++) {
     const cell = cells.get(i);
     if (cell.type !== 'code') {
@@ -38,22 +53,24 @@ export function notebookFindings(panel: NotebookPanel | null): INotebookFinding[
     }
     const outputs = (cell as unknown as { outputs: { length: number; get(j: number): { data: { [k: string]: unknown } } } })
       .outputs;
-    const seen = new Set<string>();
     for (let j = 0; j < outputs.length; j++) {
       const data = outputs.get(j).data[MIME];
-      if (!isCard(data) || seen.has(data.card_id)) {
-        continue;
+      if (isCard(data)) {
+        last.delete(data.card_id);
+        last.set(data.card_id, { card: data, cellIndex: i });
       }
-      seen.add(data.card_id);
-      for (const finding of shownFindings(data)) {
-        out.push({ finding, card: data, cellIndex: i });
-      }
+    }
+  }
+  const out: INotebookFinding[] = [];
+  for (const { card, cellIndex } of [...last.values()].sort((a, b) => a.cellIndex - b.cellIndex)) {
+    for (const finding of shownFindings(card)) {
+      out.push({ finding, card, cellIndex });
     }
   }
   return out;
 }
 
-/** Calls `fn` at most once per animation frame however often the notebook changes. */
+/** Calls `fn` at most once every 100 ms however often the notebook changes. */
 function throttled(fn: () => void): () => void {
   let pending = false;
   return () => {
@@ -117,14 +134,24 @@ export class RiskSidebar extends Widget {
     this.watcher = new NotebookWatcher(tracker, () => this.render());
   }
 
+  protected onAfterShow(): void {
+    this.render();
+  }
+
   render(): void {
+    if (!this.isVisible) {
+      return; // drawn when shown (onAfterShow)
+    }
     const panel = this.watcher.panel;
     const floor = rank(this.minimum.value);
     const words = this.filter.value.trim().toLowerCase();
     const items = notebookFindings(panel).filter(
       x =>
         rank(x.finding.severity) <= floor &&
-        (!words || `${x.finding.title} ${x.finding.check} ${x.card.subject}`.toLowerCase().includes(words))
+        (!words ||
+          `${x.finding.title} ${x.finding.check} ${x.finding.target ?? ''} ${x.card.subject} ${x.finding.summary}`
+            .toLowerCase()
+            .includes(words))
     );
     this.list.textContent = '';
     if (!panel) {
@@ -136,7 +163,7 @@ export class RiskSidebar extends Widget {
       return;
     }
     for (const severity of SEVERITIES) {
-      const group = items.filter(x => x.finding.severity === severity);
+      const group = items.filter(x => severityWord(x.finding.severity) === severity);
       if (!group.length) {
         continue;
       }
@@ -144,7 +171,7 @@ export class RiskSidebar extends Widget {
       const head = el('h3', 'mlsec-sb-group-head');
       head.append(chip(severity), el('span', undefined, ` ${group.length}`));
       section.appendChild(head);
-      const subjectOf = (x: INotebookFinding) => x.finding.target || x.card.subject;
+      const subjectOf = (x: INotebookFinding) => cut(x.finding.target || x.card.subject, 120);
       const subjects = [...new Set(group.map(subjectOf))];
       for (const subject of subjects) {
         section.appendChild(el('div', 'mlsec-sb-subject', subject));
@@ -159,10 +186,10 @@ export class RiskSidebar extends Widget {
   private item(panel: NotebookPanel, x: INotebookFinding): HTMLElement {
     const button = el('button', 'mlsec-sb-finding');
     button.type = 'button';
-    button.dataset.severity = SEVERITIES.includes(x.finding.severity) ? x.finding.severity : 'info';
+    button.dataset.severity = severityWord(x.finding.severity);
     button.dataset.cellIndex = String(x.cellIndex);
-    button.append(el('span', 'mlsec-sb-finding-title', x.finding.title), el('span', 'mlsec-check', x.finding.check));
-    button.title = `Cell ${x.cellIndex + 1}: ${x.finding.title}`;
+    button.append(el('span', 'mlsec-sb-finding-title', cut(x.finding.title, 300)), el('span', 'mlsec-check', cut(x.finding.check, 60)));
+    button.title = `Cell ${x.cellIndex + 1}: ${cut(x.finding.title, 300)}`;
     button.addEventListener('click', () => {
       const notebook = panel.content;
       notebook.activeCellIndex = x.cellIndex;

@@ -17,9 +17,13 @@ export class RiskCardRenderer extends Widget implements IRenderMime.IRenderer {
   renderModel(model: IRenderMime.IMimeModel): Promise<void> {
     const data = model.data[MIME];
     this.node.textContent = '';
-    this.node.appendChild(
-      isCard(data) ? renderCard(data) : el('div', 'mlsec-rc', 'mlsec-jupyter: this risk card could not be read.')
-    );
+    let card: HTMLElement | null = null;
+    try {
+      card = isCard(data) ? renderCard(data) : null;
+    } catch (error) {
+      console.warn('mlsec-jupyter: a risk card could not be drawn', error);
+    }
+    this.node.appendChild(card ?? el('div', 'mlsec-rc', 'mlsec-jupyter: this risk card could not be read.'));
     return Promise.resolve();
   }
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,7 +75,8 @@ class Budget:
         self.checkpoint()
         if self.on_progress is not None:
             try:
-                self.on_progress(min(max(float(fraction), 0.0), 1.0), text)
+                share = float(fraction)
+                self.on_progress(min(max(share, 0.0), 1.0) if math.isfinite(share) else 0.0, text)
             except Exception:  # a display hiccup must not fail the check
                 pass
 

@@ -177,3 +177,44 @@ def test_renderer_draws_plots_and_keeps_every_string_as_text(lab, page, tmp_path
         assert where.locator("img, script, [onerror]").count() == 0
     assert page.dialogs == [] and page.errors == [], f"a payload ran or the page failed: {page.dialogs} {page.errors}"
     page.screenshot(path=str(tmp_path / "pictures.png"))
+
+
+def _output(card) -> dict:
+    return {"output_type": "display_data", "metadata": {}, "data": {CARD_MIME: card, "text/plain": "card"}}
+
+
+def test_crafted_cards_in_a_saved_notebook_are_drawn_safely(lab, page):
+    """The renderer is registered as safe, so a notebook from anywhere reaches it: unknown severity words
+    (a class-name injection, found in review), malformed check lists, odd progress, too many findings."""
+    base = {"version": 1, "subject": "s", "status": "done", "findings": []}
+    finding = {"check": "c", "title": "T", "summary": "S", "metrics": {}}
+    cards = [
+        {**base, "card_id": "a", "min_severity": "zzz",
+         "findings": [{**finding, "severity": "x jp-Dialog jp-ThemedContainer"}]},
+        {**base, "card_id": "b", "status": "running", "progress": -3, "checks": "x",
+         "findings": [{**finding, "severity": "high"}]},
+        {**base, "card_id": "c", "status": "running", "checks": [None, {"check": "k", "status": "running",
+                                                                      "progress": "50%", "message": 7}]},
+        {**base, "card_id": "d", "findings": [{**finding, "severity": "medium", "title": f"T{i}"} for i in range(500)]},
+        "not a card",
+    ]
+    nb = notebook([f"# card {i}" for i in range(len(cards))])
+    for cell, card in zip(nb["cells"], cards):
+        cell["outputs"] = [_output(card)]
+    (lab[1] / "crafted.ipynb").write_text(json.dumps(nb))
+    expect = sync_api.expect
+    page.goto(f"{lab[0]}/lab/tree/crafted.ipynb?reset")
+    outputs = page.locator(".mlsec-RiskCardOutput")
+    expect(outputs).to_have_count(len(cards), timeout=60_000)
+    assert page.locator(".jp-OutputArea .jp-Dialog, .jp-OutputArea .jp-ThemedContainer").count() == 0
+    expect(outputs.nth(0).locator(".mlsec-rc.mlsec-sev-info")).to_have_count(1)  # the unknown word became "info"
+    expect(outputs.nth(1).locator(".mlsec-progress-bar")).to_have_count(1)
+    expect(outputs.nth(2)).to_contain_text("Still running: k")
+    expect(outputs.nth(3).locator(".mlsec-finding")).to_have_count(60)
+    expect(outputs.nth(3)).to_contain_text("+440 more findings")
+    expect(outputs.nth(4)).to_contain_text("could not be read")
+    page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()
+    expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding")).to_have_count(501)  # high + 500 medium
+    page.locator("#mlsec-risk-sidebar .mlsec-sb-filter").fill("T499")
+    expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding")).to_have_count(1)
+    assert page.errors == [], page.errors
