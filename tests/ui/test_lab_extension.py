@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from uihelp import CARD_MIME, CHROMIUM, get_json, notebook, open_notebook, run_cell, until
+from uihelp import CARD_MIME, CHROMIUM, get_json, notebook, open_notebook, run_cell, run_cells_in_order, until
 
 pytestmark = [pytest.mark.ui, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium")]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -114,10 +114,7 @@ def test_panel_reruns_a_check_with_progress_and_keeps_payloads_as_text(lab, page
     (root / "panel.ipynb").write_text(json.dumps(notebook([SETUP, PLANTED, "%mlsec panel"])))
     expect = sync_api.expect
     open_notebook(page, url, "panel.ipynb")
-    for i in range(3):
-        run_cell(page, i)
-        expect(page.locator(".jp-Cell").nth(i).locator(".jp-InputPrompt")).to_contain_text(f"[{i + 1}]",
-                                                                                          timeout=60_000)
+    run_cells_in_order(page, 3)
     panel = page.locator(".mlsec-panel")
     expect(panel).to_have_count(1, timeout=30_000)
     expect(panel.locator(".mlsec-panel-table")).to_contain_text("Duplicates with conflicting labels")
@@ -157,10 +154,7 @@ def test_renderer_draws_plots_and_keeps_every_string_as_text(lab, page, tmp_path
     (root / "pictures.ipynb").write_text(json.dumps(notebook([SETUP, PICTURES, LOAD])))
     expect = sync_api.expect
     open_notebook(page, url, "pictures.ipynb")
-    for i in range(3):
-        run_cell(page, i)
-        expect(page.locator(".jp-Cell").nth(i).locator(".jp-InputPrompt")).to_contain_text(f"[{i + 1}]",
-                                                                                          timeout=60_000)
+    run_cells_in_order(page, 3)
     card = page.locator(".jp-Cell").nth(2).locator(".mlsec-rc")
     finding = card.locator(".mlsec-finding.mlsec-sev-high")
     expect(finding).to_have_count(1, timeout=60_000)

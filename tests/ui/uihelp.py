@@ -58,3 +58,13 @@ def run_cell(page, index: int, code: str | None = None) -> None:
     if code is not None:
         page.keyboard.insert_text(code)  # not .type(): CodeMirror would auto-close brackets
     page.keyboard.press("Shift+Enter")
+
+
+def run_cells_in_order(page, n: int) -> None:
+    """Run the first ``n`` cells one after the other, each once the previous one has finished."""
+    from playwright.sync_api import expect
+
+    for i in range(n):
+        run_cell(page, i)
+        expect(page.locator(".jp-Cell").nth(i).locator(".jp-InputPrompt")).to_contain_text(f"[{i + 1}]",
+                                                                                          timeout=60_000)
