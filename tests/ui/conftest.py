@@ -11,21 +11,19 @@ import pytest
 from uihelp import ARGS, CHROMIUM, free_port, get_json, until
 
 
-@pytest.fixture
-def lab(tmp_path: Path):
-    """A JupyterLab server on a free port, its root folder, stopped by its own PID."""
+def _server(tmp_path: Path, app: str, extra: list[str]):
+    """Start ``python -m APP`` (jupyterlab or notebook) on a free port; yields (url, root folder); stops it by
+    its own PID."""
     root, settings = tmp_path / "nb", tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     root.mkdir()
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port = free_port()
-    log = open(tmp_path / "lab.log", "w")
+    log = open(tmp_path / f"{app}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.token=",
+        [sys.executable, "-m", app, "--no-browser", "--allow-root", "--ServerApp.token=",
          "--ServerApp.password=", f"--port={port}", "--ip=127.0.0.1", "--ServerApp.port_retries=0",
-         f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-         f"--LabApp.workspaces_dir={tmp_path / 'ws'}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         f"--ServerApp.root_dir={root}", *extra],
         stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
@@ -46,6 +44,21 @@ def lab(tmp_path: Path):
             proc.kill()
             proc.wait(10)
         log.close()
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    """A JupyterLab server on a free port and its root folder."""
+    yield from _server(tmp_path, "jupyterlab", [
+        f"--LabApp.user_settings_dir={tmp_path / 'settings'}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"])
+
+
+@pytest.fixture
+def notebook7(tmp_path: Path):
+    """A Notebook 7 server on a free port and its root folder (skipped where the package is missing)."""
+    pytest.importorskip("notebook")
+    yield from _server(tmp_path, "notebook", [])
 
 
 @pytest.fixture
