@@ -66,3 +66,40 @@ def one_logit_model(n: int = 300):
         net.weight.copy_(torch.tensor([[5.0, 0, 0, 0, 0]]))
         net.bias.zero_()
     return X, (X[:, 0] > 0).astype(np.int64), net
+
+
+NOTEBOOKS = Path(__file__).parents[1] / "example-notebooks"
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(tmp_path_factory):
+    """``executed_notebook("01-quickstart.ipynb")``: the example notebook run once per test session by
+    nbclient in a real kernel (in its own temp folder), saved and read back; later calls reuse it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    done: dict[str, nbformat.NotebookNode] = {}
+
+    def execute(name: str) -> nbformat.NotebookNode:
+        if name not in done:
+            folder = tmp_path_factory.mktemp(Path(name).stem)
+            nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+            NotebookClient(nb, timeout=180, kernel_name="python3",
+                           resources={"metadata": {"path": str(folder)}}).execute()
+            nbformat.write(nb, folder / name)
+            done[name] = nbformat.read(folder / name, as_version=4)
+        return done[name]
+
+    return execute
+
+
+def cards_in(cell) -> list[dict]:
+    """The risk cards (card JSON) saved in a notebook cell's outputs."""
+    from mlsec_jupyter.findings import CARD_MIME
+
+    return [o["data"][CARD_MIME] for o in cell.get("outputs", []) if CARD_MIME in o.get("data", {})]
+
+
+def cell_with(nb, text: str):
+    """The first code cell whose source contains ``text``."""
+    return next(c for c in nb.cells if c.cell_type == "code" and text in c.source)

@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+from conftest import NOTEBOOKS, cards_in, cell_with
 
 from mlsec_jupyter.findings import CARD_MIME
 
 pytestmark = pytest.mark.kernel
-NOTEBOOKS = Path(__file__).parents[1] / "example-notebooks"
-
-
-def _execute(name: str, tmp_path: Path) -> nbformat.NotebookNode:
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    saved = tmp_path / name
-    nbformat.write(nb, saved)
-    return nbformat.read(saved, as_version=4)
-
-
-def _cards(cell) -> list[dict]:
-    return [o["data"][CARD_MIME] for o in cell.get("outputs", []) if CARD_MIME in o.get("data", {})]
-
-
-def _cell(nb, text: str):
-    return next(c for c in nb.cells if c.cell_type == "code" and text in c.source)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
-def test_every_example_notebook_runs_and_saves_only_finished_cards(name, tmp_path):
-    nb = _execute(name, tmp_path)
-    cards = [card for cell in nb.cells if cell.cell_type == "code" for card in _cards(cell)]
+def test_every_example_notebook_runs_and_saves_only_finished_cards(name, executed_notebook):
+    nb = executed_notebook(name)
+    cards = [card for cell in nb.cells if cell.cell_type == "code" for card in cards_in(cell)]
     assert cards, "the notebook shows no risk card"
     for card in cards:
         assert card["status"] == "done", card["subject"]
@@ -49,12 +29,12 @@ def test_every_example_notebook_runs_and_saves_only_finished_cards(name, tmp_pat
                 json.dumps(out["data"][CARD_MIME])
 
 
-def test_quickstart_cards_show_the_planted_problems(tmp_path):
-    nb = _execute("01-quickstart.ipynb", tmp_path)
-    assert len(_cards(_cell(nb, "load_breast_cancer(return_X_y=True)"))) == 1
-    assert len(_cards(_cell(nb, "train_test_split(X, y"))) == 1
-    assert _cards(_cell(nb, "X_train[:5, 0] = np.nan")) == []  # builds arrays only: no card
-    (card,) = _cards(_cell(nb, "clf.fit(X_train, y_train)"))
+def test_quickstart_cards_show_the_planted_problems(executed_notebook):
+    nb = executed_notebook("01-quickstart.ipynb")
+    assert len(cards_in(cell_with(nb, "load_breast_cancer(return_X_y=True)"))) == 1
+    assert len(cards_in(cell_with(nb, "train_test_split(X, y"))) == 1
+    assert cards_in(cell_with(nb, "X_train[:5, 0] = np.nan")) == []  # builds arrays only: no card
+    (card,) = cards_in(cell_with(nb, "clf.fit(X_train, y_train)"))
     assert card["subject"].startswith("clf (sklearn) fitted on X_train, y_train")
     by_check: dict[str, dict] = {}
     for f in card["findings"]:
@@ -66,5 +46,5 @@ def test_quickstart_cards_show_the_planted_problems(tmp_path):
     severities = {f["severity"] for f in card["findings"]}
     assert severities & {"medium", "high"}
     # the cell's own output (the fitted model's repr) is still there
-    fit_cell = _cell(nb, "clf.fit(X_train, y_train)")
+    fit_cell = cell_with(nb, "clf.fit(X_train, y_train)")
     assert any(o.get("output_type") == "execute_result" for o in fit_cell.outputs)
