@@ -8,6 +8,7 @@ In plain Python::
 
     import mlsec_jupyter as mj
     card = mj.scan_data(X, y)
+    mj.report("report.sarif", cards=[card])       # or .html / .json
     findings = mj.run_check("data.duplicates", X=X, y=y)
     eps = mj.privacy.epsilon(noise_multiplier=1.1, sample_rate=256 / 60000, steps=14063, delta=1e-5)
 
@@ -21,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "Finding", "RiskCard", "Severity", "scan_data", "scan_model", "scan_file", "run_check",
+    "Finding", "RiskCard", "Severity", "scan_data", "scan_model", "scan_file", "run_check", "report",
     "load_ipython_extension", "unload_ipython_extension", "privacy", "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import run_check, scan_data, scan_file, scan_model
+    from .api import report, run_check, scan_data, scan_file, scan_model
     from .findings import Finding, RiskCard, Severity
 
 _LAZY = {
     "Finding": "findings", "RiskCard": "findings", "Severity": "findings",
-    "scan_data": "api", "scan_model": "api", "scan_file": "api", "run_check": "api",
+    "scan_data": "api", "scan_model": "api", "scan_file": "api", "run_check": "api", "report": "api",
 }
 
 

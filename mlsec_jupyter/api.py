@@ -15,7 +15,7 @@ from .findings import CheckStatus, RiskCard
 from .runner import execute, with_target
 from .session import plan, subject_of
 
-__all__ = ["scan_data", "scan_model", "scan_file", "run_check"]
+__all__ = ["scan_data", "scan_model", "scan_file", "run_check", "report"]
 
 
 def _run(card: RiskCard, artifacts: list[Any], seconds: float, max_rows: int) -> RiskCard:
@@ -74,3 +74,31 @@ def scan_file(path: Any, *, loader: str | None = None, time_budget: float = 120.
     name = os.fspath(path)
     artifact = ModelFile(path=os.path.abspath(name), loader=loader or "", name=name)
     return _run(RiskCard(name), [artifact], time_budget, 200_000)
+
+
+def report(path: Any, *, format: str | None = None, cards: Any = None, notebook: Any = None) -> Any:
+    """Write everything found in this notebook session to ``path``: HTML (one self-contained page),
+    JSON (the card schema) or SARIF 2.1.0, chosen by ``format`` or the file name. Returns the path.
+
+    ``cards`` defaults to the latest card of every cell the loaded extension watched; pass cards (from
+    :func:`scan_data` and friends, or saved card JSON) to report on those instead. ``notebook`` is the
+    notebook file the cards' cells are in (found from the front end when the extension is loaded).
+
+    >>> mj.report("mlsec-report.sarif")  # doctest: +SKIP
+    PosixPath('mlsec-report.sarif')
+    """
+    from .reports import format_for, locate, write_report
+    from .session import active_session
+
+    format_for(path, format)  # a bad name fails before any work
+    session = active_session()
+    if cards is None:
+        if session is None:
+            raise ValueError("No notebook session to report on: load the extension with %load_ext mlsec_jupyter "
+                             "first, or pass the cards to report, e.g. report(path, cards=[scan_data(X, y)]).")
+        cards = session.report_cards()
+    else:
+        cards = [c if isinstance(c, RiskCard) else RiskCard.from_dict(c) for c in cards]
+    if notebook is None and session is not None:
+        notebook = session.notebook
+    return write_report(path, locate(cards, notebook), format=format, notebook=notebook)

@@ -7,6 +7,7 @@ user's cell keeps its own outputs, success or failure and interrupt behaviour (r
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
 import threading
@@ -18,7 +19,7 @@ from .artifacts import Artifact, DPTraining, ModelFile
 from .findings import RiskCard
 from .preflight import Preflight, preflight
 from .runner import install_warning_filter, remove_warning_filter
-from .session import Session
+from .session import Session, active_session, set_active_session, subject_of
 from .watch.cell import CellIntent, might_intend, parse_cell
 from .watch.dp import mentions_opacus
 from .watch.namespace import Snapshot
@@ -120,6 +121,7 @@ class Extension:
         self.panels: list[Any] = []  # %mlsec panel widgets of this session (closed on unload)
         self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
         self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
+        self._cell_key: Any = None  # the running cell: its id, else its source (what "the same cell" is)
         self._scanned: set[str] = set()  # model files the running cell's pre-run check already scanned
 
     # -- load / unload --------------------------------------------------------------------------
@@ -163,6 +165,18 @@ class Extension:
             self._warmup.join(2.0)
         self.session.close()
 
+    def notebook_path(self) -> str | None:
+        """The notebook file this kernel runs, when the front end says (JupyterLab and Notebook 7 set
+        ``__session__``, VS Code ``__vsc_ipynb_file__``), else ``None``."""
+        ns = self.shell.user_ns
+        for value in (ns.get("__vsc_ipynb_file__"), ns.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
+            if isinstance(value, str) and value.endswith(".ipynb"):
+                path = Path(value).expanduser()
+                if not path.is_file() and Path(path.name).is_file():  # a path relative to the server root
+                    path = Path(path.name)
+                return str(path)
+        return None
+
     # -- before a cell runs ---------------------------------------------------------------------
     def gate(self, lines: list[str]) -> list[str]:
         """Input transformer (IPython transforms a cell before ``pre_run_cell``): run the pre-run
@@ -196,15 +210,20 @@ class Extension:
         checked, self._preflight_card = self._preflight_card, None
         if checked is None:
             return
-        card = RiskCard(checked.subject)
+        card = RiskCard(checked.subject, cell_id=self._cell_id)
         card.min_severity = self.session.config.min_severity
         card.add(checked.findings)
+        self.session.keep(card, (self._cell_key, "before the cell ran"))
         self.display.show(card)
 
     # -- hooks ----------------------------------------------------------------------------------
     def pre_run_cell(self, info: Any = None) -> None:
         self._depth += 1
         try:
+            if self._depth == 1:
+                raw = getattr(info, "raw_cell", "") or ""
+                self._cell_id = getattr(info, "cell_id", None)
+                self._cell_key = self._cell_id or ("source", hashlib.sha1(raw.encode("utf-8", "replace")).hexdigest())
             if self._depth == 1 and self.display.live:
                 self.display.resend_finished()
             if self._depth == 1:
@@ -214,7 +233,6 @@ class Extension:
                 return  # an outer cell already records; nested runs merge into it
             raw = getattr(info, "raw_cell", "") or ""
             self._dp_hint = mentions_opacus(raw)
-            self._cell_id = getattr(info, "cell_id", None)
             if not (force or might_intend(raw)):
                 return  # most cells stop here, after one regex search
             intent = parse_cell(self.shell.transform_cell(raw), self.shell.user_ns)
@@ -279,9 +297,12 @@ class Extension:
                    cell_id: str | None = None, execution_count: int | None = None,
                    only: dict[str, dict[str, Any]] | None = None, seconds: float | None = None) -> RiskCard | None:
         """Show a card for ``artifacts`` under the running cell and start its checks (``only`` and
-        ``seconds``: see :meth:`Session.prepare`)."""
-        prepared = self.session.prepare(artifacts, subject=subject, cell_id=cell_id,
-                                        execution_count=execution_count, only=only, seconds=seconds)
+        ``seconds``: see :meth:`Session.prepare`). Its run key is the running cell and the subject, so
+        running the cell again compares the new card with this one."""
+        subject = subject or subject_of(artifacts)
+        prepared = self.session.prepare(artifacts, subject=subject, cell_id=cell_id or self._cell_id,
+                                        execution_count=execution_count, only=only, seconds=seconds,
+                                        run_key=(self._cell_key, subject))
         if prepared is None:
             return None
         card, launch = prepared
@@ -345,14 +366,18 @@ def load(shell: Any) -> None:
     state = Extension(shell)
     try:
         state.register()
+        state.session.notebook = state.notebook_path()
     except BaseException:
         state.unregister()  # a failed load leaves nothing behind, so a retry starts clean (R4)
         raise
     _STATE = state
+    set_active_session(state.session)
 
 
 def unload(shell: Any) -> None:
     global _STATE
     state, _STATE = _STATE, None
     if state is not None:
+        if active_session() is state.session:
+            set_active_session(None)
         state.unregister()

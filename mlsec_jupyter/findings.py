@@ -16,6 +16,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .standards import references_for
+
 CARD_MIME = "application/vnd.mlsec.riskcard+json"
 CARD_VERSION = 1
 #: At most this many row indices of one finding go into the card JSON (the Python object keeps all).
@@ -90,7 +92,8 @@ class Finding:
     ``indices`` are row positions (0-based) in the checked data when the finding points at rows.
     ``target`` names what was checked when a card covers several artifacts.
     ``references`` are framework ids (MITRE ATLAS ``AML.T0020``, OWASP ML Top 10 ``ML02``,
-    NIST AI RMF ``MEASURE 2.7``).
+    NIST AI RMF ``MEASURE 2.7``): the check's row of :data:`~mlsec_jupyter.standards.STANDARDS`
+    always comes first, followed by any extra ones given (a paper).
     """
 
     check: str
@@ -107,7 +110,7 @@ class Finding:
         object.__setattr__(self, "severity", Severity.parse(self.severity))
         object.__setattr__(self, "metrics", dict(self.metrics))
         object.__setattr__(self, "indices", tuple(int(i) for i in np.asarray(self.indices).ravel()))
-        object.__setattr__(self, "references", tuple(self.references))
+        object.__setattr__(self, "references", references_for(self.check, tuple(str(r) for r in self.references)))
 
     def to_dict(self) -> dict[str, Any]:
         shown = self.indices[:MAX_INDICES_IN_JSON]
@@ -197,6 +200,8 @@ class RiskCard:
         self.created = time.time()
         #: Findings below this severity are hidden by the renderers (they stay in ``findings``).
         self.min_severity = Severity.INFO
+        #: what changed since this cell's previous run (:class:`~mlsec_jupyter.changes.Changes`), once done
+        self.changes: Any = None
         self._findings: list[Finding] = []
         self._runs: list[CheckRun] = []
         self._lock = threading.RLock()
@@ -286,7 +291,35 @@ class RiskCard:
                 "min_severity": self.min_severity.label,
                 "findings": [f.to_dict() for f in self.findings],
                 "checks": [r.to_dict() for r in self._runs],
+                **({"changes": self.changes.to_dict()} if self.changes is not None else {}),
             }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RiskCard":
+        """A card back from its JSON (a saved notebook's output, a JSON report), for reports and renderers.
+
+        Raises ``ValueError`` naming the field when ``data`` is not a risk card."""
+        from .changes import Changes
+
+        if not isinstance(data, Mapping) or not isinstance(data.get("findings"), list):
+            raise ValueError(f"Not a risk card: expected a JSON object with a 'findings' list, got "
+                             f"{type(data).__name__}.")
+        try:
+            card = cls(str(data.get("subject", "")), cell_id=data.get("cell_id"),
+                       execution_count=data.get("execution_count"), card_id=str(data.get("card_id") or "") or None)
+            card.min_severity = Severity.parse(data.get("min_severity", "info"))
+            card.add(Finding.from_dict(f) for f in data["findings"])
+            for run in data.get("checks", []):
+                card._runs.append(CheckRun(check=str(run["check"]), target=str(run.get("target", "")),
+                                           status=CheckStatus(run.get("status", "done")),
+                                           message=str(run.get("message", "")), seconds=run.get("seconds"),
+                                           sampled=str(run.get("sampled", "")),
+                                           progress=float(run.get("progress") or 0.0)))
+            if isinstance(data.get("changes"), Mapping):
+                card.changes = Changes.from_dict(data["changes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"Not a readable risk card ({type(exc).__name__}: {exc}).") from None
+        return card
 
     # -- display ---------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

@@ -43,7 +43,12 @@ Usage:
   %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
   %mlsec panel                  a panel in the output area: this session's findings with filters,
                                 re-run a check with its parameters (progress, cancel), privacy
-                                budgets, export to HTML / JSON
+                                budgets, export to HTML / JSON / SARIF
+  %mlsec report [PATH] [--format html|json|sarif]
+                                write everything found this session (the latest card of each cell):
+                                one self-contained HTML page, JSON (card schema) or SARIF 2.1.0 with
+                                MITRE ATLAS / OWASP ML Top 10 / NIST AI RMF ids (default
+                                mlsec-report.html; the format follows the file name)
   %mlsec cancel                 cancel running checks
   %mlsec sign VAR [LABELS] [--key KEYFILE] [--out MANIFEST]
                                 fingerprint VAR (and LABELS) and write an Ed25519-signed manifest
@@ -70,6 +75,7 @@ Examples:
   %mlsec sign X_train y_train
   %mlsec budget train_loader eps=3 delta=1e-5
   %mlsec verify X_train y_train .mlsec/manifests/X_train.json
+  %mlsec report findings.sarif
 """
 
 
@@ -117,6 +123,9 @@ def _parser() -> _Parser:
     wait = sub.add_parser("wait")
     wait.add_argument("seconds", nargs="?", type=float, default=None)
     sub.add_parser("panel")
+    report = sub.add_parser("report")
+    report.add_argument("path", nargs="?", default=None)
+    report.add_argument("--format", default=None, choices=["html", "json", "sarif"])
     return parser
 
 
@@ -297,6 +306,28 @@ class MlsecMagics(Magics):
         panel = Panel(self._session, lambda name: self._value("panel", name))
         self.extension.panels.append(panel)  # kept for the session: its buttons keep working
         return panel.widget
+
+    def _cmd_report(self, args: argparse.Namespace) -> None:
+        from .reports import format_for, locate, summary, write_report
+
+        path = args.path or f"mlsec-report.{args.format or 'html'}"
+        try:
+            chosen = format_for(path, args.format)
+        except ValueError as exc:
+            raise UsageError(f"%mlsec report: {exc}") from None
+        session = self._session
+        session.notebook = self.extension.notebook_path() or session.notebook
+        entries = locate(session.report_cards(), session.notebook)
+        try:
+            target = write_report(path, entries, format=chosen, notebook=session.notebook)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"%mlsec report: could not write {path!r}: {exc}") from None
+        counts = summary(entries)
+        found = ", ".join(f"{n} {name}" for name, n in counts["by_severity"].items() if n) or "no findings"
+        print(f"mlsec-jupyter: wrote {target} ({chosen}): {counts['cards']} card(s), {found}.")
+        if counts["cards_still_running"]:
+            print(f"Note: {counts['cards_still_running']} card(s) were still running, so their findings are "
+                  "missing; run %mlsec wait, then %mlsec report again.")
 
     def _cmd_blocked(self, args: argparse.Namespace) -> None:
         reason = self.extension.blocked_reason or "mlsec-jupyter blocked this cell."

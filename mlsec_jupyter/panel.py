@@ -8,7 +8,8 @@ One ipywidgets box:
   ``robustness.evasion``, shadow models for ``privacy.membership``), with a progress bar and a cancel
   button; the new card is drawn inside the panel;
 * **privacy budgets**: a gauge per dataset with a budget in the ledger;
-* **export** those cards as one self-contained HTML file or as JSON (the card schema), UTF-8.
+* **export** the session's report (:mod:`mlsec_jupyter.reports`): one self-contained HTML file, JSON (the
+  card schema) or SARIF 2.1.0, UTF-8.
 
 Updates from checks running in worker threads go through widget state (trait values synchronised over the
 widget's comm), never ``display()`` from a thread. HTML widget values are set as ``innerHTML`` by the front
@@ -18,7 +19,6 @@ end, so every string from a card is cleaned and escaped here first (:mod:`mlsec_
 from __future__ import annotations
 
 import html
-import json
 import math
 import threading
 from collections.abc import Callable
@@ -73,6 +73,7 @@ class Panel:
         self.budgets = w.HTML()
         self.export_html = w.Button(description="Export HTML", icon="download")
         self.export_json = w.Button(description="Export JSON", icon="download")
+        self.export_sarif = w.Button(description="Export SARIF", icon="download")
         self.exported = w.HTML()
         self.minimum.observe(lambda _: self.refresh_table(), "value")
         self.text.observe(lambda _: self.refresh_table(), "value")
@@ -81,13 +82,14 @@ class Panel:
         self.cancel_button.on_click(lambda _: self._click(self.cancel))
         self.export_html.on_click(lambda _: self._click(lambda: self.export("html")))
         self.export_json.on_click(lambda _: self._click(lambda: self.export("json")))
+        self.export_sarif.on_click(lambda _: self._click(lambda: self.export("sarif")))
         self.parameters = w.HBox([self.seconds, self.rows, self.eps, self.shadows])
         self.widget = w.VBox([
             self.summary, w.HBox([self.minimum, self.text]), self.table,
             w.HTML("<b>Re-run a check</b>"), w.HBox([self.check, self.target]), self.parameters,
             w.HBox([self.run_button, self.cancel_button, self.progress, self.status]), self.result,
             w.HTML("<b>Privacy budgets</b>"), self.budgets,
-            w.HBox([self.export_html, self.export_json, self.exported]),
+            w.HBox([self.export_html, self.export_json, self.export_sarif, self.exported]),
         ])
         self.widget.add_class("mlsec-panel")
         self.status.add_class("mlsec-panel-status")
@@ -268,17 +270,13 @@ class Panel:
 
     # -- export ----------------------------------------------------------------------------------------
     def export(self, kind: str, path: str | Path | None = None) -> Path:
-        """Write the session's cards to ``mlsec-report.html`` / ``.json`` in the working folder (or ``path``)."""
-        cards = list(self.session.cards)
-        target = Path(path or f"mlsec-report.{kind}")
-        if kind == "json":
-            target.write_text(json.dumps({"version": 1, "cards": [c.to_dict() for c in cards]}, indent=1),
-                              encoding="utf-8")
-        else:
-            body = "\n".join(card_html(c) for c in cards) or "<p>No cards in this session yet.</p>"
-            target.write_text('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-                              "<title>mlsec-jupyter report</title></head><body>" + body + "</body></html>",
-                              encoding="utf-8")
+        """Write the session's report to ``mlsec-report.html`` / ``.json`` / ``.sarif`` in the working folder
+        (or ``path``): the latest card of every cell, as ``%mlsec report`` writes it."""
+        from .reports import locate, write_report
+
+        notebook = self.session.notebook
+        target = write_report(path or f"mlsec-report.{kind}", locate(self.session.report_cards(), notebook),
+                              format=kind, notebook=notebook)
         self.exported.value = f"wrote {_esc(str(target.resolve()), 300)}"
         return target
 

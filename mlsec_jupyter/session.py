@@ -12,7 +12,7 @@ import uuid
 import weakref
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from .artifacts import Artifact, Dataset, DPTraining, Model
 from .audit import AuditLog
@@ -30,6 +30,8 @@ _BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "
 
 #: Cards a session keeps (newest last) for %mlsec status, wait and panel.
 MAX_CARDS = 64
+#: Latest card of each cell (and origin) kept for reports and run diffs; the oldest cell goes first.
+MAX_REPORT_CARDS = 1000
 
 
 @dataclass
@@ -193,6 +195,19 @@ def subject_of(artifacts: list[Artifact]) -> str:
     return " · ".join(parts) or "scan"
 
 
+_ACTIVE: "Session | None" = None
+
+
+def active_session() -> "Session | None":
+    """The session of the loaded notebook extension (``None`` when it is not loaded)."""
+    return _ACTIVE
+
+
+def set_active_session(session: "Session | None") -> None:
+    global _ACTIVE
+    _ACTIVE = session
+
+
 class Session:
     """Plans, runs and records checks for one kernel (or one script)."""
 
@@ -218,6 +233,10 @@ class Session:
         self.card_done: list[Callable[[RiskCard], None]] = []
         self.audit_errors = 0
         self._audited: collections.OrderedDict[str, None] = collections.OrderedDict()  # bounded set
+        #: (cell, origin) -> the latest card of that cell's run, in the order cells first made one
+        self._latest: collections.OrderedDict[Hashable, RiskCard] = collections.OrderedDict()
+        self._previous: dict[str, RiskCard] = {}  # card id -> the card of the same cell's previous run
+        self.notebook: str | None = None  # the notebook file, when the front end tells the kernel
         self._lock = threading.Lock()
 
     def apply_config(self) -> None:
@@ -229,14 +248,15 @@ class Session:
 
     def prepare(self, artifacts: list[Artifact], *, subject: str | None = None, cell_id: str | None = None,
                 execution_count: int | None = None, only: dict[str, dict[str, Any]] | None = None,
-                seconds: float | None = None, max_rows: int | None = None,
+                seconds: float | None = None, max_rows: int | None = None, run_key: Hashable = None,
                 ) -> tuple[RiskCard, Callable[[Callable[[RiskCard], None]], None]] | None:
         """Make a card listing the checks that will run; ``launch(on_update)`` starts them.
 
         Returns ``None`` when no check applies. Split in two so the caller can display the card
         before any worker can update it. ``only`` keeps just the named checks and gives them extra
         parameters (``{"robustness.evasion": {"attack": "pgd"}}``); ``seconds`` and ``max_rows`` are their time
-        and row budgets.
+        and row budgets. ``run_key`` names the cell (and what in it made the card): the finished card
+        is compared with the previous card of the same key (:func:`mlsec_jupyter.changes.compare`).
         """
         for artifact in artifacts:
             if isinstance(artifact, DPTraining):
@@ -254,12 +274,40 @@ class Session:
         card = RiskCard(subject or subject_of(artifacts), cell_id=cell_id, execution_count=execution_count)
         card.min_severity = self.config.min_severity
         runs = [card.expect(t.spec.id, t.target) for t in tasks]
-        self.cards.append(card)
+        self.keep(card, run_key)
 
         def launch(on_update: Callable[[RiskCard], None]) -> None:
             self.runner.submit(card, list(zip(tasks, runs)), self._recording(on_update))
 
         return card, launch
+
+    def keep(self, card: RiskCard, run_key: Hashable = None) -> None:
+        """Add ``card`` to the session (status, panel, reports) as the latest run of ``run_key``; a card
+        that is already done (a pre-run check's) is compared with the previous run at once."""
+        with self._lock:
+            self.cards.append(card)
+            key = run_key if run_key is not None else ("card", card.card_id)
+            previous = self._latest.get(key)
+            self._latest[key] = card
+            while len(self._latest) > MAX_REPORT_CARDS:
+                self._latest.popitem(last=False)
+            if previous is not None and run_key is not None:
+                self._previous[card.card_id] = previous
+        if card.status == "done":
+            self._compare_with_previous(card)
+
+    def report_cards(self) -> list[RiskCard]:
+        """The latest card of every cell run this session, in the order the cells first made one."""
+        with self._lock:
+            return list(self._latest.values())
+
+    def _compare_with_previous(self, card: RiskCard) -> None:
+        with self._lock:
+            previous = self._previous.pop(card.card_id, None)
+        if previous is not None and previous.status == "done":
+            from .changes import compare
+
+            card.changes = compare(previous, card)
 
     def _remember_models(self, artifacts: list[Artifact]) -> None:
         """Remember (weakly: nothing here keeps a model or its data alive) what each model was fitted
@@ -325,6 +373,8 @@ class Session:
         def update(card: RiskCard) -> None:
             self._record_dp(card)  # as soon as the DP finding is there, not when slow checks end
             first = card.status == "done" and self._first_completion(card)
+            if first:
+                self._compare_with_previous(card)
             if first and self.config.audit:
                 try:
                     self.audit.append_card(card)
@@ -379,4 +429,4 @@ class Session:
         self.cache.clear()
 
 
-__all__ = ["Config", "ResultCache", "Session", "plan", "subject_of"]
+__all__ = ["Config", "ResultCache", "Session", "active_session", "plan", "set_active_session", "subject_of"]

@@ -72,25 +72,33 @@ NOTEBOOKS = Path(__file__).parents[1] / "example-notebooks"
 
 
 @pytest.fixture(scope="session")
-def executed_notebook(tmp_path_factory):
-    """``executed_notebook("01-quickstart.ipynb")``: the example notebook run once per test session by
-    nbclient in a real kernel (in its own temp folder), saved and read back; later calls reuse it."""
+def executed_notebook_path(tmp_path_factory):
+    """``executed_notebook_path("01-quickstart.ipynb")``: the example notebook run once per test session by
+    nbclient in a real kernel (in its own temp folder) and saved there with its outputs; later calls reuse it."""
     import nbformat
     from nbclient import NotebookClient
 
-    done: dict[str, nbformat.NotebookNode] = {}
+    done: dict[str, Path] = {}
 
-    def execute(name: str) -> nbformat.NotebookNode:
+    def execute(name: str) -> Path:
         if name not in done:
             folder = tmp_path_factory.mktemp(Path(name).stem)
             nb = nbformat.read(NOTEBOOKS / name, as_version=4)
             NotebookClient(nb, timeout=180, kernel_name="python3",
                            resources={"metadata": {"path": str(folder)}}).execute()
             nbformat.write(nb, folder / name)
-            done[name] = nbformat.read(folder / name, as_version=4)
+            done[name] = folder / name
         return done[name]
 
     return execute
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(executed_notebook_path):
+    """``executed_notebook("01-quickstart.ipynb")``: that executed notebook, read back from its saved file."""
+    import nbformat
+
+    return lambda name: nbformat.read(executed_notebook_path(name), as_version=4)
 
 
 def cards_in(cell) -> list[dict]:
@@ -103,3 +111,34 @@ def cards_in(cell) -> list[dict]:
 def cell_with(nb, text: str):
     """The first code cell whose source contains ``text``."""
     return next(c for c in nb.cells if c.cell_type == "code" and text in c.source)
+
+
+SARIF_SCHEMA_NAME = "sarif-schema-2.1.0.json"
+
+
+def sarif_schema() -> dict:
+    """The official OASIS SARIF 2.1.0 JSON schema. A copy lives beside the project in ``shared/data``
+    (it is not committed here); ``MLSEC_SARIF_SCHEMA`` may point at another copy."""
+    import json
+
+    here = Path(__file__).resolve().parents[1]
+    candidates = [os.environ.get("MLSEC_SARIF_SCHEMA"), here.parent / "shared" / "data" / SARIF_SCHEMA_NAME,
+                  Path("/work/shared/data") / SARIF_SCHEMA_NAME]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return json.loads(Path(candidate).read_text(encoding="utf-8"))
+    pytest.skip(f"the SARIF schema copy ({SARIF_SCHEMA_NAME}) is not on this machine; set MLSEC_SARIF_SCHEMA")
+
+
+def assert_valid_sarif(log: dict) -> None:
+    """``log`` validates against the SARIF 2.1.0 schema, and its rules and results agree."""
+    import jsonschema
+
+    run_ = log["runs"][0]
+    rules = run_["tool"]["driver"]["rules"]
+    assert log["version"] == "2.1.0" and len({r["id"] for r in rules}) == len(rules)
+    for result in run_["results"]:
+        assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
+        assert result["level"] in ("none", "note", "warning", "error")
+    errors = sorted(jsonschema.Draft7Validator(sarif_schema()).iter_errors(log), key=lambda e: list(e.path))
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]

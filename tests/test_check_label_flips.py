@@ -50,7 +50,7 @@ def test_planted_flips_are_found(loader, precision_floor, recall_floor):
     assert top["label"] == str(noisy[top["row"]]) and top["suggested"] != top["label"]
     assert "Most suspected flips are labelled" in f.summary and f.metrics["class_pairs"][0]["count"] >= 1
     assert f.metrics["folds"] == 5 and f.metrics["model"]
-    assert "MITRE ATLAS AML.T0020" in f.references and any("ML02" in r for r in f.references)
+    assert "MITRE ATLAS AML.T0020 Poison Training Data" in f.references and any("ML02" in r for r in f.references)
     assert "relabel" in f.recommendation and "retrain" in f.recommendation
 
 

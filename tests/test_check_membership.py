@@ -156,7 +156,7 @@ def test_overfit_forest_is_caught(rf_findings, split):
     assert set(f.metrics["attacks"]) == {"loss threshold", "shadow (LiRA offline)"}
     assert f.metrics["attacks"]["shadow (LiRA offline)"]["shadow_models"] == M.N_SHADOW
     assert f.metrics["epsilon_lower_bound"] > 0
-    assert "MITRE ATLAS AML.T0024.000 Infer Training Data Membership" in f.references
+    assert "MITRE ATLAS AML.T0024.000 Exfiltration via AI Inference API: Infer Training Data Membership" in f.references
     assert any("ML04" in r for r in f.references)
     assert "DP-SGD" in f.recommendation and "probabilities" in f.recommendation
     assert all(isinstance(x, Finding) and x.check == CHECK for x in findings)

@@ -59,7 +59,7 @@ def test_planted_points_are_detected_with_floors(digits):
     scores = [r["score"] for r in f.metrics["top_rows"]]
     assert scores == sorted(scores, reverse=True)
     assert [r["row"] for r in f.metrics["top_rows"]] == list(f.indices[:len(scores)])
-    assert "MITRE ATLAS AML.T0020" in f.references and "OWASP ML02:2023 Data Poisoning Attack" in f.references
+    assert "MITRE ATLAS AML.T0020 Poison Training Data" in f.references and "OWASP ML02:2023 Data Poisoning Attack" in f.references
     assert "drop them before training" in f.recommendation
 
 

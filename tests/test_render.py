@@ -19,6 +19,7 @@ from mlsec_jupyter.findings import CARD_MIME, CheckStatus, Finding, RiskCard
 from mlsec_jupyter.render import card_bundle
 from mlsec_jupyter.render import html as render_html
 from mlsec_jupyter.render.html import card_css, card_html, dom_id
+from mlsec_jupyter.standards import references_for
 from mlsec_jupyter.render.text import (
     KEY_LIMIT,
     LABEL_LIMIT,
@@ -249,7 +250,10 @@ def test_done_card_html_content():
     assert "mlsec-sev-high" in details[0].get("class")
     rows = by_class(details[0], "mlsec-rows")[0]
     assert text_of(rows) == "Rows: 3, 20, 37, 54, 71, 88, 105, 122 \u2026 (+115 more)"
-    assert [text_of(e) for e in by_class(details[0], "mlsec-ref")] == ["AML.T0020", "OWASP ML02"]
+    # the check's standards (mlsec_jupyter.standards) first, then the finding's own references
+    assert [text_of(e) for e in by_class(details[0], "mlsec-ref")] == [
+        "MITRE ATLAS AML.T0020 Poison Training Data", "OWASP ML02:2023 Data Poisoning Attack",
+        "NIST AI RMF MEASURE 2.5", "NIST AI RMF MEASURE 2.7", "AML.T0020", "OWASP ML02"]
     assert text_of(by_class(details[0], "mlsec-rec")[0]) == "Recommendation: Deduplicate before splitting."
     metrics = {text_of(k): text_of(v) for k, v in zip(by_class(details[0], "mlsec-mkey"),
                                                        by_class(details[0], "mlsec-mval"))}
@@ -419,6 +423,10 @@ PAYLOADS = [
 ]
 
 
+#: what every data.integrity finding lists first (mlsec_jupyter.standards)
+STANDARD_REFS = list(references_for("data.integrity"))
+
+
 def payload_card(p: str) -> RiskCard:
     card = RiskCard(p, card_id=p[:200] or None)
     failed = card.expect("data.backdoor", p)
@@ -454,7 +462,7 @@ def test_payloads_are_escaped_text_only(payload):
     assert texts("mlsec-rec-text") == [full]
     assert texts("mlsec-note-text") == [full]
     assert texts("mlsec-run-msg") == ([full, full] if full else [])
-    assert texts("mlsec-ref") == [expected(payload, LABEL_LIMIT), "AML.T0020"]
+    assert texts("mlsec-ref") == [*STANDARD_REFS, expected(payload, LABEL_LIMIT), "AML.T0020"]
     keys = texts("mlsec-mkey")
     assert keys == [expected(payload, KEY_LIMIT), "value", "list", "dict"]
     values = texts("mlsec-mval")
@@ -558,7 +566,7 @@ def test_q10_every_field(text, key):
     for cls in ("mlsec-subject", "mlsec-title", "mlsec-summary", "mlsec-rec-text", "mlsec-note-text"):
         assert [text_of(e) for e in by_class(root, cls)] == [full], cls
     assert [text_of(e) for e in by_class(root, "mlsec-run-msg")] == ([full] if full else [])
-    assert [text_of(e) for e in by_class(root, "mlsec-ref")] == [expected(text, LABEL_LIMIT)]
+    assert [text_of(e) for e in by_class(root, "mlsec-ref")] == [*STANDARD_REFS, expected(text, LABEL_LIMIT)]
     assert [text_of(e) for e in by_class(root, "mlsec-mkey")] == [expected(key, KEY_LIMIT)]
     assert [text_of(e) for e in by_class(root, "mlsec-mval")] == [expected(text, VALUE_LIMIT)]
 

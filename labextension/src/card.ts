@@ -47,6 +47,8 @@ export interface ICard {
   min_severity?: Severity;
   checks?: ICheckRun[];
   findings: IFinding[];
+  /** What changed since the same cell's previous run (heading and one line a change). */
+  changes?: { heading?: unknown; lines?: unknown } | null;
 }
 
 const LIST_SHOWN = 12;
@@ -405,6 +407,23 @@ function progressBlock(card: ICard): HTMLElement {
   return box;
 }
 
+/** "Changed since the last run [3]" and one line a change (new, resolved, severity and metric moves). */
+export function changesBlock(card: ICard): HTMLElement | null {
+  const changes = card.changes;
+  if (!changes || typeof changes !== 'object' || typeof changes.heading !== 'string') {
+    return null;
+  }
+  const box = el('div', 'mlsec-changes');
+  box.appendChild(el('strong', undefined, cut(changes.heading, 120)));
+  const lines = Array.isArray(changes.lines) ? changes.lines.filter(l => typeof l === 'string') : [];
+  if (lines.length) {
+    const list = el('ul');
+    lines.slice(0, 20).forEach(line => list.appendChild(el('li', undefined, cut(line, 300))));
+    box.appendChild(list);
+  }
+  return box;
+}
+
 /** Checks that did not finish cleanly (failed, timed out, cancelled, skipped), one line each. */
 function problemRuns(card: ICard): HTMLElement | null {
   const runs = checkRuns(card).filter(c => !['done', 'running', 'pending'].includes(c.status));
@@ -471,6 +490,10 @@ export function renderCard(card: ICard): HTMLElement {
   root.appendChild(head);
   if (running) {
     root.appendChild(progressBlock(card));
+  }
+  const changed = changesBlock(card);
+  if (changed) {
+    root.appendChild(changed);
   }
   const list = el('div', 'mlsec-findings');
   const several = new Set(findings.map(f => f.target ?? '')).size > 1;

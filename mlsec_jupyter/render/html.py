@@ -365,14 +365,10 @@ def _evidence(f: "Finding") -> str:
         )
     if f.references:
         refs = list(f.references)
-        chips = "".join(
-            f'<span style="display:inline-block;margin:2px 4px 0 0;padding:0 5px;border-radius:3px;'
-            f'border:1px solid {_RULE};{_MONO};font-size:11px">{_user(r, "mlsec-ref", LABEL_LIMIT)}</span>'
-            for r in refs[:MAX_REFERENCES]
-        )
+        chips = " \u00b7 ".join(_user(r, "mlsec-ref", LABEL_LIMIT) for r in refs[:MAX_REFERENCES])
         more = f" +{len(refs) - MAX_REFERENCES} more" if len(refs) > MAX_REFERENCES else ""
-        parts.append(f'<div class="mlsec-refs" style="margin-top:4px"><span style="{_MUTED}">'
-                     f"References: </span>{chips}{_esc(more)}</div>")
+        parts.append(f'<div class="mlsec-refs" style="margin-top:4px;font-size:11.5px"><span style="{_MUTED}">'
+                     f"Standards and references: </span>{chips}{_esc(more)}</div>")
     parts.append("</div>")
     return "".join(parts)
 
@@ -454,8 +450,21 @@ def _group_info(rows: list[str], findings: list["Finding"]) -> list[str]:
     return [*issues, group]
 
 
-def card_html(card: "RiskCard") -> str:
-    """The risk card as one self-contained, escaped HTML fragment (the ``text/html`` output)."""
+def _changes(card: "RiskCard") -> str:
+    """What changed since the same cell's last run: a heading and one line a change."""
+    changes = card.changes
+    if changes is None:
+        return ""
+    lines = "".join(f'<li>{_user(line, "mlsec-change")}</li>' for line in changes.lines())
+    body = f'<ul style="margin:2px 0 0;padding-left:20px">{lines}</ul>' if lines else ""
+    return (f'<div class="mlsec-changes" style="padding:6px 14px 6px 12px;border-top:1px solid {_RULE};'
+            f'font-size:12px"><span style="font-weight:600">{_esc(changes.heading())}</span>{body}</div>')
+
+
+def card_html(card: "RiskCard", *, max_findings: int = MAX_FINDINGS, budget: int = FINDINGS_BUDGET) -> str:
+    """The risk card as one self-contained, escaped HTML fragment (the ``text/html`` output).
+
+    At most ``max_findings`` findings and about ``budget`` bytes of them are drawn (a report draws all)."""
     element_id = dom_id(card.card_id)
     findings, hidden = card.visible()
     show_target = card.several_targets
@@ -470,8 +479,9 @@ def card_html(card: "RiskCard") -> str:
         'overflow:hidden;text-align:left">',
         _style_block(element_id),
         _header(card, findings, problems),
+        _changes(card),
     ]
-    rows = _bounded((_finding(f, show_target) for f in findings[:MAX_FINDINGS]), FINDINGS_BUDGET)
+    rows = _bounded((_finding(f, show_target) for f in findings[:max_findings]), budget)
     out.extend(_group_info(rows, findings))
     if len(rows) < len(findings):
         out.append(_more(f"{len(findings) - len(rows):,} more findings not shown here "

@@ -190,6 +190,10 @@ def test_crafted_cards_in_a_saved_notebook_are_drawn_safely(lab, page):
         {**base, "card_id": "c", "status": "running", "checks": [None, {"check": "k", "status": "running",
                                                                       "progress": "50%", "message": 7}]},
         {**base, "card_id": "d", "findings": [{**finding, "severity": "medium", "title": f"T{i}"} for i in range(500)]},
+        {**base, "card_id": "e", "changes": {"heading": "Changed since the last run [3]",
+                                             "lines": ["New: high <img src=x onerror=alert(1)>", 7,
+                                                       "exact duplicates 5 → 25 (+20)"]}},
+        {**base, "card_id": "f", "changes": {"heading": ["x"], "lines": "<b>x</b>"}},
         "not a card",
     ]
     nb = notebook([f"# card {i}" for i in range(len(cards))])
@@ -206,7 +210,13 @@ def test_crafted_cards_in_a_saved_notebook_are_drawn_safely(lab, page):
     expect(outputs.nth(2)).to_contain_text("Still running: k")
     expect(outputs.nth(3).locator(".mlsec-finding")).to_have_count(60)
     expect(outputs.nth(3)).to_contain_text("+440 more findings")
-    expect(outputs.nth(4)).to_contain_text("could not be read")
+    changes = outputs.nth(4).locator(".mlsec-changes")
+    expect(changes).to_contain_text("Changed since the last run [3]")
+    expect(changes.locator("li")).to_have_count(2)  # the number 7 is not a line
+    expect(changes.locator("li").first).to_have_text("New: high <img src=x onerror=alert(1)>")
+    expect(outputs.nth(5).locator(".mlsec-changes")).to_have_count(0)  # malformed: not drawn
+    expect(outputs.nth(6)).to_contain_text("could not be read")
+    assert page.locator(".jp-OutputArea img").count() == 0
     page.locator('.jp-SideBar [data-id="mlsec-risk-sidebar"]').click()
     expect(page.locator("#mlsec-risk-sidebar .mlsec-sb-finding")).to_have_count(501)  # high + 500 medium
     page.locator("#mlsec-risk-sidebar .mlsec-sb-filter").fill("T499")

@@ -67,8 +67,6 @@ from ..budget import Budget, CheckCancelled, CheckTimeout
 from ..registry import register_check
 
 CHECK = "data.backdoor"
-REFERENCES = ("MITRE ATLAS AML.T0020 Poison Training Data", "MITRE ATLAS AML.T0018 Backdoor ML Model",
-              "OWASP ML02:2023 Data Poisoning Attack")
 
 #: A candidate value must be at least this many times more common inside the class than outside.
 MIN_LIFT = 4.0
@@ -737,8 +735,7 @@ def _representation_finding(table: Table, labels: Labels, c: int, rows: np.ndarr
     advice = (f"Look at a few of these rows for a shared pattern, remove them (or restore their labels) and "
               f"retrain; then re-run this check on the new model. Audit where the '{name}' labels came from.")
     return Finding(CHECK, Severity.HIGH, f"Backdoor in the model: a cluster of class '{name}' carries a trigger",
-                   summary, metrics=metrics, indices=table.positions(rows), recommendation=advice,
-                   references=REFERENCES)
+                   summary, metrics=metrics, indices=table.positions(rows), recommendation=advice)
 
 
 # -- the check -----------------------------------------------------------------------------------------
@@ -882,7 +879,7 @@ def _pattern_finding(table: Table, labels: Labels, layout: Layout, p: Pattern, b
                   f"labels), retrain from the cleaned data, and re-run this check on the new model; trace where "
                   f"the rows came from (data source, annotator, augmentation code).")
     return Finding(CHECK, sev, title, summary, metrics=metrics, indices=table.positions(p.rows),
-                   recommendation=advice, references=REFERENCES)
+                   recommendation=advice)
 
 
 def _stamp_sentence(extra: dict[str, Any], cls_name: str) -> str:

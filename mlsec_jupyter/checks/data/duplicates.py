@@ -56,7 +56,6 @@ NEAR_CELL = 4.0
 NEAR_GRIDS = 4
 #: Stop confirming candidates beyond this many pairs (very dense data); the card says so.
 NEAR_MAX_CANDIDATES = 5_000_000
-POISONING_REFS = ("OWASP ML02:2023 Data Poisoning Attack", "MITRE ATLAS AML.T0020 Poison Training Data")
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -290,8 +289,8 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
     if notes:
         metrics["notes"] = notes
     findings = [Finding(CHECK, sev, title, summary + _sample_suffix(table, test), metrics=metrics,
-                        indices=idx, recommendation=advice, references=refs)
-                for sev, title, summary, advice, idx, refs in drafts]
+                        indices=idx, recommendation=advice)
+                for sev, title, summary, advice, idx in drafts]
     if test_problem:
         findings.append(Finding(CHECK, Severity.INFO, "Train/test overlap not checked", test_problem,
                                 metrics=metrics, recommendation="Pass X_test with the same columns as X."))
@@ -511,7 +510,7 @@ def _exact_draft(table: Table, later: np.ndarray, n_groups: int) -> tuple:
               "so copies cannot land on both sides of a split and inflate test scores; if repeats are "
               "expected (repeated measurements), keep them together with GroupKFold / GroupShuffleSplit.")
     sev = Severity.MEDIUM if share >= DUPLICATE_MEDIUM_SHARE else Severity.LOW
-    return sev, "Exact duplicate rows", summary, advice, table.positions(later), ()
+    return sev, "Exact duplicate rows", summary, advice, table.positions(later)
 
 
 def _conflict_draft(table: Table, rows: np.ndarray, n_groups: int) -> tuple:
@@ -521,7 +520,7 @@ def _conflict_draft(table: Table, rows: np.ndarray, n_groups: int) -> tuple:
     advice = ("Inspect these rows (indices are every row of each conflicting group): trace where each label "
               "came from, fix or remove wrong labels, and drop groups you cannot resolve.")
     sev = Severity.HIGH if len(rows) >= HIGH_SHARE * table.n_rows else Severity.MEDIUM
-    return sev, "Duplicates with conflicting labels", summary, advice, table.positions(rows), POISONING_REFS
+    return sev, "Duplicates with conflicting labels", summary, advice, table.positions(rows)
 
 
 def _near_conflict_draft(table: Table, near: _Near) -> tuple:
@@ -535,7 +534,7 @@ def _near_conflict_draft(table: Table, near: _Near) -> tuple:
               "vouch for before training.")
     summary += _near_sample_suffix(near)
     sev = Severity.HIGH if len(rows) >= HIGH_SHARE * table.n_rows else Severity.MEDIUM
-    return sev, "Near-duplicates with conflicting labels", summary, advice, table.positions(rows), POISONING_REFS
+    return sev, "Near-duplicates with conflicting labels", summary, advice, table.positions(rows)
 
 
 def _near_sample_suffix(near: _Near) -> str:
@@ -557,7 +556,7 @@ def _near_draft(table: Table, near: _Near) -> tuple:
     summary += _near_sample_suffix(near)
     share = count / table.n_rows if table.n_rows else 0.0
     sev = Severity.LOW if share >= NEAR_LOW_SHARE else Severity.INFO
-    return sev, "Near-duplicate rows", summary, advice, table.positions(near.rows), ()
+    return sev, "Near-duplicate rows", summary, advice, table.positions(near.rows)
 
 
 def _overlap_draft(table: Table, test: Table, overlap: np.ndarray) -> tuple:
@@ -568,7 +567,7 @@ def _overlap_draft(table: Table, test: Table, overlap: np.ndarray) -> tuple:
               "dropping duplicates; otherwise test scores overstate generalisation and privacy audits "
               "(membership inference) are biased.")
     sev = Severity.HIGH if len(overlap) >= HIGH_SHARE * test.n_rows else Severity.MEDIUM
-    return sev, "Train/test overlap", summary, advice, test.positions(overlap), ()
+    return sev, "Train/test overlap", summary, advice, test.positions(overlap)
 
 
 def _clean_summary(table: Table, test: Table | None, notes: list[str], near_searched: bool = False) -> str:

@@ -72,7 +72,6 @@ MEDIUM_RATE, HIGH_RATE = 0.05, 0.08
 LOW_RATE = 0.01
 #: Rows listed in ``metrics["top_rows"]`` and class pairs in ``metrics["class_pairs"]``.
 TOP_ROWS, TOP_PAIRS = 10, 5
-REFERENCES = ("MITRE ATLAS AML.T0020", "OWASP ML02:2023 Data Poisoning Attack")
 _CLEAN_METRICS = {"estimated_flip_rate": None, "n_flagged": None}
 
 
@@ -437,7 +436,7 @@ def _finding(table: Table, labels: Labels, valid: np.ndarray, codes: np.ndarray,
               "accuracy; and check where the labels came from (annotator, merge, scraping, an outside "
               "contributor) — clustered flips between two classes point at a deliberate flipping attack.")
     return Finding(CHECK, severity, f"About {100 * rate:.1f}% of labels look flipped", summary, metrics=metrics,
-                   indices=original[flagged], recommendation=advice, references=REFERENCES)
+                   indices=original[flagged], recommendation=advice)
 
 
 def _skipped(title: str, message: str, severity: str = "info") -> Finding:

@@ -41,7 +41,6 @@ from ..budget import Budget
 from ..registry import register_check
 
 CHECK = "data.outliers"
-REFERENCES = ("MITRE ATLAS AML.T0020", "OWASP ML02:2023 Data Poisoning Attack")
 #: A class is scored on its own from this many rows; smaller classes are scored globally.
 MIN_CLASS_ROWS = 30
 #: Fewer usable rows than this: the check says it cannot score them.
@@ -218,7 +217,7 @@ def _finding(table: Table, labels: Labels | None, local: np.ndarray, scores: np.
     if not len(flagged):
         return Finding(CHECK, Severity.INFO, "No outlying rows found",
                        f"No row scored above {THRESHOLD:g} robust standard deviations{where} ({method})."
-                       + note_text, metrics=metrics, references=REFERENCES)
+                       + note_text, metrics=metrics)
     if strong >= max(HIGH_MIN, HIGH_STRONG_SHARE * n):
         severity = Severity.HIGH
     elif strong >= max(MEDIUM_MIN, MEDIUM_STRONG_SHARE * n):
@@ -239,8 +238,7 @@ def _finding(table: Table, labels: Labels | None, local: np.ndarray, scores: np.
     advice = ("Inspect these rows (X[rows], most outlying first) and check where they came from. If they are "
               "not legitimate — injected, corrupted or from another source — drop them before training; if they "
               "are real but rare, keep them and consider a robust model.")
-    return Finding(CHECK, severity, title, summary, metrics=metrics, indices=rows, recommendation=advice,
-                   references=REFERENCES)
+    return Finding(CHECK, severity, title, summary, metrics=metrics, indices=rows, recommendation=advice)
 
 
 def _label_of(labels: Labels | None, i: int) -> str | None:

@@ -21,7 +21,6 @@ from ..budget import Budget, CheckTimeout
 from ..registry import register_check
 
 CHECK = "data.provenance"
-REFERENCES = ("OWASP ML02", "MITRE ATLAS AML.T0020", "NIST AI RMF MAP 4.1")
 _ADVICE = ("Keep this fingerprint with the model trained on this data, or sign it with %mlsec sign VAR [LABELS] "
            "and check it later with %mlsec verify VAR [LABELS] MANIFEST, so a silent change to the data "
            "(poisoning, a swapped file) is caught.")
@@ -60,8 +59,7 @@ def provenance(*, X: Any, y: Any = None, path: str | None = None, manifest: Any 
         if verdict.status != "verified":
             severity = Severity.HIGH
             title = f"Data does not match its signed manifest ({verdict.status.replace('_', ' ')})"
-    return [Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=_ADVICE,
-                    references=REFERENCES if severity > Severity.INFO else ())]
+    return [Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=_ADVICE)]
 
 
 def _file_part(path: Any, budget: Budget, metrics: dict[str, Any]) -> str:

@@ -28,8 +28,6 @@ from ..budget import Budget
 from ..registry import register_check
 
 CHECK = "privacy.dp_budget"
-REFERENCES = ("NIST AI RMF MEASURE 2.10 (privacy risk)", "OWASP ML04:2023 Membership Inference Attack",
-              "MITRE ATLAS AML.T0024 Exfiltration via ML Inference API")
 #: Without a budget, ε above this is a weak guarantee (medium).
 WEAK_EPSILON = 10.0
 #: With a budget, spending this share of it is medium; more than all of it is high.
@@ -194,4 +192,4 @@ def _finding(metrics: dict[str, Any], limit: tuple[float, float] | None, compose
                   "Plan the remaining steps: the gauge shows what is left." if share >= NEAR_BUDGET else "")
     if n_rows is not None and delta >= 1.0 / n_rows:
         summary += f" δ = {delta:.0e} is not below 1/N = {1 / n_rows:.1e}: choose a smaller δ."
-    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=advice, references=REFERENCES)
+    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=advice)

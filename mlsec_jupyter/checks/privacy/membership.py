@@ -109,9 +109,6 @@ MIN_LEAF_SAMPLES = 5
 #: k-nearest-neighbour models with fewer neighbours than this are flagged (k = 1 is medium).
 MIN_NEIGHBOURS = 5
 
-REFERENCES = ("MITRE ATLAS AML.T0024.000 Infer Training Data Membership",
-              "OWASP ML04:2023 Membership Inference Attack",
-              "NIST AI RMF MEASURE 2.10")
 _STABLE = ("auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "advantage", "epsilon_lower_bound")
 _ADVICE = ("Reduce memorisation: regularise (weight decay, smaller trees / min_samples_leaf ≥ 5, dropout), "
            "train with early stopping, and use more training data. For a guarantee, train with DP-SGD "
@@ -328,7 +325,7 @@ def compare_with_dp(epsilon_lower_bound: float, accounted_epsilon: float, *, del
     metrics: dict[str, Any] = {"epsilon_lower_bound": lb, "accounted_epsilon": acc, "epsilon": acc}
     if delta is not None:
         metrics["delta"] = float(delta)
-    refs = ("Jagielski et al. 2020, arXiv 2006.07709", "NIST AI RMF MEASURE 2.10")
+    refs = ("Jagielski et al. 2020, arXiv 2006.07709",)
     if not (lb > acc):
         share = f"{100 * lb / acc:.0f}% of it" if acc > 0 and np.isfinite(acc) else "below it"
         return Finding(check, Severity.INFO, "Empirical privacy leakage is within the accounted ε",
@@ -702,8 +699,7 @@ def structural_findings(model: Any, framework: str, acc_train: float, acc_test: 
             metrics={"train_accuracy": round(acc_train, 6), "test_accuracy": round(acc_test, 6),
                      "accuracy_gap": round(gap, 6)},
             recommendation="Regularise or simplify the model, stop training earlier, or add training data "
-                           "until the gap closes.",
-            references=REFERENCES))
+                           "until the gap closes."))
     if framework != "sklearn":
         return findings
     counts = _tree_leaf_counts(model)
@@ -723,8 +719,7 @@ def structural_findings(model: Any, framework: str, acc_train: float, acc_test: 
                 metrics={"min_leaf_samples": smallest, "single_row_leaf_share": round(single, 6),
                          "n_leaves": len(all_leaves), "n_trees": len(counts)},
                 recommendation=f"Set min_samples_leaf ≥ {MIN_LEAF_SAMPLES} (or limit max_depth) and refit; "
-                               "this usually costs little accuracy and removes per-row leaves.",
-                references=REFERENCES))
+                               "this usually costs little accuracy and removes per-row leaves."))
     k = _neighbours(model)
     if k is not None and k < MIN_NEIGHBOURS:
         findings.append(Finding(
@@ -734,8 +729,7 @@ def structural_findings(model: Any, framework: str, acc_train: float, acc_test: 
             f"predictions reveal individual training rows (a k-anonymity of {k}).",
             metrics={"n_neighbors": k},
             recommendation=f"Use n_neighbors ≥ {MIN_NEIGHBOURS} (weights='uniform'), or a parametric model, "
-                           "for anything released outside the training environment.",
-            references=REFERENCES))
+                           "for anything released outside the training environment."))
     return findings
 
 
@@ -885,7 +879,7 @@ def membership(*, model: Any, X: Any, y: Any = None, X_test: Any, y_test: Any = 
                                  "Shadow models are trained only for scikit-learn estimators (they are cloned "
                                  "and refitted); torch training loops cannot be re-run from the model object. "
                                  "The loss-threshold attack was run.",
-                                 metrics={}, references=REFERENCES))
+                                 metrics={}))
         elif mode == "predict":
             notes.append("shadow attack skipped: it needs predict_proba or decision_function")
         elif framework != "sklearn" and not callable(getattr(type(model), "get_params", None)):
@@ -954,9 +948,8 @@ def _main_finding(results: list[AttackResult], statistic: str, notes: list[str],
                    f"{'no better than chance' if severity == Severity.INFO else 'barely better than chance'} "
                    f"at telling training rows from held-out rows.{tail}")
         advice = "" if severity == Severity.INFO else _ADVICE
-        return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=advice,
-                       references=REFERENCES)
+        return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=advice)
     title = (f"The model reveals which rows it was trained on (AUC {a:.2f})" if severity == Severity.HIGH
              else f"Membership leakage: training rows are distinguishable (AUC {a:.2f})")
     summary = f"{how}: {numbers}.{tail}"
-    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=_ADVICE, references=REFERENCES)
+    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=_ADVICE)

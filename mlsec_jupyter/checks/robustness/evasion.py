@@ -67,8 +67,6 @@ UNBOUNDED_MAX_ACCURACY = 0.2
 VANISHING_GRADIENT = 1e-12
 #: Points by which PGD may trail FGSM (or a larger ε a smaller one) before it is called masking.
 MASKING_TOLERANCE = 0.02
-REFERENCES = ("MITRE ATLAS AML.T0015 Evade ML Model", "MITRE ATLAS AML.T0043 Craft Adversarial Data",
-              "OWASP ML01:2023 Input Manipulation Attack", "NIST AI RMF MEASURE 2.6")
 _ADVICE = ("Train with adversarial examples (PGD adversarial training, Madry et al. 2018, or TRADES) to raise "
            "robust accuracy; for a guarantee, use randomized smoothing (Cohen et al. 2019), which certifies an "
            "L2 radius. Input transformations (JPEG, denoising, rounding) usually only hide the gradient. On "
@@ -453,12 +451,12 @@ def _main_finding(ctx: _Context, m: dict[str, Any], gap: float) -> Finding:
     if severity >= Severity.MEDIUM:
         title = (f"Small perturbations fool the model: accuracy {clean:.2f} → {at_small:.2f} at ε {small:g} "
                  f"({nw}, {how})")
-        return Finding(CHECK, severity, title, summary, metrics=m, recommendation=_ADVICE, references=REFERENCES)
+        return Finding(CHECK, severity, title, summary, metrics=m, recommendation=_ADVICE)
     title = (f"Robust to small perturbations: accuracy {clean:.2f} → {at_small:.2f} at ε {small:g} ({nw}, {how})"
              if severity == Severity.INFO else
              f"Slightly sensitive to small perturbations: accuracy {clean:.2f} → {at_small:.2f} at ε {small:g}")
     advice = "" if severity == Severity.INFO else _ADVICE
-    return Finding(CHECK, severity, title, summary, metrics=m, recommendation=advice, references=REFERENCES)
+    return Finding(CHECK, severity, title, summary, metrics=m, recommendation=advice)
 
 
 def _masking_finding(m: dict[str, Any]) -> Finding:
@@ -466,5 +464,4 @@ def _masking_finding(m: dict[str, Any]) -> Finding:
     summary = ("The white-box numbers may overstate robustness: " + "; ".join(flags) +
                ". These are the signs of gradient masking listed by Carlini et al. (2019).")
     return Finding(CHECK, Severity.MEDIUM, "Robustness may be overstated: signs of gradient masking", summary,
-                   metrics={"masking_flags": flags, "attack": m["attack"]}, recommendation=_MASKING_ADVICE,
-                   references=REFERENCES)
+                   metrics={"masking_flags": flags, "attack": m["attack"]}, recommendation=_MASKING_ADVICE)

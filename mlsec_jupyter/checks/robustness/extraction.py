@@ -140,9 +140,6 @@ MIN_LIFT = 0.5
 #: What the fallback surrogate (torch models, models that cannot be cloned) is called on the card.
 FALLBACK_NAME = "extra-trees (100 trees) on the flat rows"
 
-REFERENCES = ("MITRE ATLAS AML.T0024.002 Exfiltration via ML Inference API: Extract ML Model",
-              "OWASP ML05:2023 Model Theft",
-              "NIST AI RMF MEASURE 2.7")
 _ADVICE = ("Return labels only, not probabilities or logits; if scores are needed, round or truncate them "
            "(e.g. two decimals, top-1 only). Rate-limit and authenticate queries, and monitor query "
            "patterns for extraction (e.g. PRADA-style checks on the distribution of query distances). "
@@ -346,7 +343,7 @@ def _exact_attack(model: Any, target: Target, pool: np.ndarray, eval_rows: np.nd
                f"give a relative error of {err_rounded:.2g}: rounding stops the exact recovery (an attacker "
                f"then needs many more queries for an approximate copy).")
     finding = Finding(CHECK, Severity.CRITICAL, title, summary, metrics=metrics,
-                      recommendation=_ADVICE, references=REFERENCES)
+                      recommendation=_ADVICE)
     return ExactResult(finding=finding, metrics=metrics)
 
 
@@ -705,7 +702,7 @@ def _sweep_finding(metrics: dict[str, Any], sweep: Sweep, baseline: float, sourc
         return Finding(CHECK, Severity.INFO, "Model extraction sweep not run",
                        "The label-only surrogate sweep did not run: "
                        + ("; ".join(sweep.notes) or "no query budget was tried") + ".",
-                       metrics=metrics, recommendation=_ADVICE, references=REFERENCES)
+                       metrics=metrics, recommendation=_ADVICE)
     severity, n_at, f_at = _severity(qs, fs, baseline)
     curve = ", ".join(f"{n:,} → {f:.1%}" for n, f in zip(qs, fs))
     synth = (f"queries beyond the {n_real:,} rows of X drawn for the attacker are those rows plus Gaussian noise "
@@ -734,4 +731,4 @@ def _sweep_finding(metrics: dict[str, Any], sweep: Sweep, baseline: float, sourc
         title = f"No close copy from {qs[-1]:,} label-only queries (best fidelity {max(fs):.1%})"
     summary = how + tail
     advice = _ADVICE if severity >= Severity.LOW or n_at is not None else ""
-    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=advice, references=REFERENCES)
+    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=advice)

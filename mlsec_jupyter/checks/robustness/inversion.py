@@ -125,9 +125,6 @@ SIMILARITY_LOW = 0.3
 MIN_CLASS_SIGNAL = 4.0
 
 OBJECTIVES = ("margin", "log_softmax")
-REFERENCES = ("MITRE ATLAS AML.T0024.001 Invert ML Model",
-              "OWASP ML03:2023 Model Inversion Attack",
-              "NIST AI RMF MEASURE 2.10")
 _ADVICE = ("Expose as little as possible to whoever queries the model: return only the label (or coarse, "
            "rounded top-k confidences), never logits, probabilities at full precision or gradients; limit "
            "and monitor API access (rate limits, authentication, query auditing). If a class stands for a "
@@ -536,15 +533,15 @@ def _finding(metrics: dict[str, Any], labels: list[str], identified: np.ndarray,
         return Finding(CHECK, Severity.INFO, "Model inversion: the classes barely differ, nothing class-specific "
                        "to reveal", what + f" But the class means differ from the overall mean no more than random "
                        f"labels would (class signal {signal:.1f} < {MIN_CLASS_SIGNAL:g}), so a reconstruction "
-                       f"reveals the overall data, not a class.", metrics, references=REFERENCES)
+                       f"reveals the overall data, not a class.", metrics)
     if mean >= SIMILARITY_MEDIUM and share >= IDENTIFIED_MEDIUM:
         return Finding(CHECK, Severity.MEDIUM, "Class representatives can be reconstructed from the model",
                        what + " An attacker with query or gradient access can recover what a typical member of "
                        "each class looks like; this is sensitive when a class is a person (faces, voices) or "
-                       "a small group.", metrics, recommendation=_ADVICE, references=REFERENCES)
+                       "a small group.", metrics, recommendation=_ADVICE)
     if mean >= SIMILARITY_LOW and share > metrics["chance_identified"]:
         return Finding(CHECK, Severity.LOW, "Class representatives can be partly reconstructed from the model",
                        what + " The reconstructions carry some of what distinguishes each class.", metrics,
-                       recommendation=_ADVICE, references=REFERENCES)
+                       recommendation=_ADVICE)
     return Finding(CHECK, Severity.INFO, "Model inversion did not recover class representatives",
-                   what + " The reconstructions do not look like their classes.", metrics, references=REFERENCES)
+                   what + " The reconstructions do not look like their classes.", metrics)

@@ -44,8 +44,6 @@ CERT_ROWS, CERT_DRAWS = 100, 64
 CERT_ALPHA = 0.001
 #: Accuracy drop (points) at the mild σ for each severity (a corruption costing DROP_MEDIUM makes it LOW).
 DROP_MEDIUM, DROP_LOW = 0.20, 0.05
-REFERENCES = ("MITRE ATLAS AML.T0015 Evade ML Model", "OWASP ML01:2023 Input Manipulation Attack",
-              "NIST AI RMF MEASURE 2.5")
 _ADVICE = ("Augment training with noise and the corruptions that hurt (and check the accuracy on them before "
            "release); validate and impute inputs where the model is served; if noise robustness matters, "
            "serve a smoothed model (predict the majority under Gaussian noise), which also carries a certified "
@@ -196,9 +194,9 @@ def _finding(target: Target, sc: Scale, sigmas: list[float], accuracy: list[floa
                f"{cert['rows']} rows (median L2 radius {cert['median_certified_radius']:.3g}).")
     if severity == Severity.INFO:
         title = f"Robust to mild noise: accuracy {clean:.2f} → {at_mild:.2f} at σ {mild:g}"
-        return Finding(CHECK, severity, title, summary, metrics=metrics, references=REFERENCES)
+        return Finding(CHECK, severity, title, summary, metrics=metrics)
     if drop >= DROP_LOW:  # the noise itself sets the severity
         title = f"Mild noise costs accuracy: {clean:.2f} → {at_mild:.2f} at σ {mild:g} ({unit})"
     else:
         title = f"A simple corruption costs accuracy: {clean:.2f} → {corrupted[worst_name]:.2f} ({worst_name})"
-    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=_ADVICE, references=REFERENCES)
+    return Finding(CHECK, severity, title, summary, metrics=metrics, recommendation=_ADVICE)

@@ -33,10 +33,6 @@ from ._containers import Scanner, sniff
 from ._pickle import LimitHit, Limits, Meter, ParseError, Sink, Source
 
 CHECK = "supply.pickle"
-REFERENCES = ("MITRE ATLAS AML.T0011.000 User Execution: Unsafe ML Artifacts",
-              "MITRE ATLAS AML.T0010 ML Supply Chain Compromise",
-              "OWASP ML06:2023 AI Supply Chain Attacks",
-              "NIST AI RMF GOVERN 6.1")
 #: torch versions whose ``torch.load(weights_only=True)`` has a known bypass (reliability P14).
 TORCH_ADVISORIES = (((2, 6), "CVE-2025-32434"), ((2, 10), "CVE-2026-24747"))
 #: At most this many characters of a path go into a title.
@@ -299,7 +295,7 @@ def _finding(result: ScanResult, *, loader: str | None, torch_version: str | Non
         else:
             severity = max(severity, Severity.LOW)
     return Finding(check=CHECK, severity=severity, title=title, summary=summary, metrics=metrics,
-                   recommendation=rec, references=REFERENCES)
+                   recommendation=rec)
 
 
 @register_check(CHECK, applies_to="model_file", title="Unsafe model file (pickle) scan", cost="fast")
