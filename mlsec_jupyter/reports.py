@@ -336,7 +336,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 h3{font-size:14px;margin:18px 0 4px;color:#57606a}
 .meta{color:#57606a;font-size:13px} table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eaeef2;vertical-align:top}
-th{background:#f6f8fa} .sev{font-weight:700;font-size:11px;letter-spacing:.4px}
+th{background:#f6f8fa} td:last-child{white-space:nowrap} .sev{font-weight:700;font-size:11px;letter-spacing:.4px}
 .sev-critical{color:#8b0000}.sev-high{color:#cf222e}.sev-medium{color:#bc4c00}.sev-low{color:#9a6700}
 .sev-info{color:#57606a} .chips span{display:inline-block;margin-right:12px;font-size:14px}
 code{font-family:SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}

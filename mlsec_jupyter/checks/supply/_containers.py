@@ -320,6 +320,13 @@ class Scanner:
         self.pickles(src, f"{where} (object array)".strip(), strict=True)
         return "numpy .npy (object array)"
 
+    def pickle_prefix(self, src: Source, where: str) -> str | None:
+        """Read the start of another format leniently as a pickle (``pickle.load`` reads any file from byte 0):
+        the pickle format when that names a global or breaks after one (a polyglot), else ``None``."""
+        before = self.sink.seen()
+        fmt = self.pickles(src, where, strict=False)
+        return None if self.sink.seen() == before else (fmt or "pickle")
+
     # ---- any stream ------------------------------------------------------------------------------
     def stream(self, src: Source, where: str, *, nesting: int = 0, top: bool = False, loaded: bool = False,
                persid: str | None = None, name_says_pickle: bool = False) -> str:
@@ -332,13 +339,12 @@ class Scanner:
         if kind == "npy":
             return self.npy(src, where)
         if kind.startswith("other:"):  # a known non-pickle format; a pickle hiding at its start still shows
-            before = self.sink.seen()
-            fmt = self.pickles(src, where, strict=False)
-            if self.sink.seen() == before:  # e.g. a PNG's "P" is a persistent id: every unpickler stops there
+            fmt = self.pickle_prefix(src, where)
+            if fmt is None:  # e.g. a PNG's "P" is a persistent id: every unpickler stops there
                 return f"{kind[6:]} (not a pickle)"
             self.sink.problem(f"{where + ': ' if where else ''}the file starts like a {kind[6:]} file and is also "
                               "read as a pickle (a polyglot)")
-            return f"{kind[6:]} + {fmt or 'pickle'} (polyglot)"
+            return f"{kind[6:]} + {fmt} (polyglot)"
         if kind in ("pickle", "pickle?") or name_says_pickle:
             strict = kind == "pickle" or name_says_pickle
             fmt = self.pickles(src, where, strict=strict, persid=persid, loaded=top or loaded)

@@ -314,6 +314,11 @@ class SDict(dict):
             pass
         self.lossy = True
 
+    def put_pairs(self, items: list) -> None:
+        """``put`` each (key, value) of a flat ``[k1, v1, k2, v2, ...]`` list (DICT and SETITEMS)."""
+        for i in range(0, len(items) - 1, 2):
+            self.put(items[i], items[i + 1])
+
 
 _BIG_STR = Opaque("long string")
 _BIG_BYTES = Opaque("bytes")
@@ -806,10 +811,8 @@ class Walker:
         self.push(Opaque("frozenset"))
 
     def op_dict(self):
-        items = self.pop_mark()
         d = SDict()
-        for i in range(0, len(items) - 1, 2):
-            d.put(items[i], items[i + 1])
+        d.put_pairs(self.pop_mark())
         self.push(d)
 
     def op_append(self):
@@ -846,8 +849,7 @@ class Walker:
             raise Stop(f"SETITEMS with no dict {self._at()}")
         d = self.stack[-1]
         if isinstance(d, SDict):
-            for i in range(0, len(items) - 1, 2):
-                d.put(items[i], items[i + 1])
+            d.put_pairs(items)
 
     # memo
     def op_put(self):

@@ -131,12 +131,9 @@ def scan_path(path: str | os.PathLike, *, budget: Budget | None = None,
 def _tar_with_prefix(scanner: Scanner, src: Source, fh: Any) -> str:
     """A tar archive whose first header (a member name) is also a pickle is a polyglot: ``pickle.load``
     reads the file from byte 0 (found in review). Both views are scanned."""
-    sink = scanner.sink
-    before = sink.seen()
-    scanner.pickles(src, "", strict=False)
-    if sink.seen() != before:  # the prefix names a global or breaks after one
-        sink.problem("the file is both a tar archive and a pickle (a polyglot): pickle.load reads the tar "
-                     "header as opcodes; both views were scanned")
+    if scanner.pickle_prefix(src, "") is not None:  # the prefix names a global or breaks after one
+        scanner.sink.problem("the file is both a tar archive and a pickle (a polyglot): pickle.load reads the "
+                             "tar header as opcodes; both views were scanned")
     fh.seek(0)
     return scanner.tar(fh)
 
