@@ -129,6 +129,11 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
         if path is None:
             if executes_code(call) and call.func != "pickle.loads":  # loads: bytes in memory, not a file
                 result.findings.append(_not_located(call))
+                if policy == "block":  # fail closed: a file that cannot be checked is not loaded
+                    result.block = (f"mlsec-jupyter blocked this cell before it ran: {call.source} loads a model "
+                                    "file whose path is only known once the cell runs, so it could not be scanned. "
+                                    "Scan it first with %mlsec scanfile PATH (or bind its path to a name in an "
+                                    "earlier cell); to run it anyway: %mlsec config file_policy=warn.")
             continue
         if path in result.scanned:
             continue

@@ -104,15 +104,47 @@ def test_torch_load_counts_as_running_code_unless_the_safe_unpickler_is_certain(
     assert runs("m = pickle.load(open('m.pkl', 'rb'))") and runs("m = joblib.load('m.joblib')")
 
 
+REBINDS = "import pickle\np = 'evil' + '.pkl'\nran2 = True\nif False:\n    obj = pickle.load(open(p, 'rb'))"
+
+
 def test_a_path_the_cell_rebinds_is_not_read_from_before_the_cell(ip, files):
     run(ip, "p = 'good.pkl'")
-    ip.run_line_magic("mlsec", "config file_policy=block")
-    result, outputs, _, _ = run(ip, "import pickle\np = 'evil' + '.pkl'\nran2 = True\nif False:\n"
-                                    "    obj = pickle.load(open(p, 'rb'))")
+    result, outputs, _, _ = run(ip, REBINDS)
     assert result.success and ip.user_ns["ran2"]
     severities = [f["severity"] for c in card_bundles(outputs) for f in _supply(c)]
     assert "info" not in severities, "the pre-run scan must not vouch for good.pkl when the cell loads evil.pkl"
     assert "critical" in severities, "evil.pkl, the file p names after the cell, is scanned after it runs"
+
+
+def test_block_policy_fails_closed_on_a_file_it_cannot_locate_before_the_cell(ip, files):
+    """Review of the example notebooks: a load whose path is only known at run time ran under block."""
+    run(ip, "p = 'good.pkl'")
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    result, outputs, _, _ = run(ip, REBINDS)
+    assert not result.success and "ran2" not in ip.user_ns
+    message = str(result.error_in_exec)
+    assert "path is only known once the cell runs" in message and "%mlsec scanfile PATH" in message
+    titles = [f["title"] for c in card_bundles(outputs) for f in _supply(c)]
+    assert titles == ["A model file this cell loads could not be scanned before it ran"]
+
+
+@pytest.mark.parametrize("cell", [
+    "import pickle\nwith open(path, 'rb') as f:\n    obj = pickle.load(f)",
+    "import pickle\nf = open(path, 'rb')\nobj = pickle.load(f)",
+    "import pickle\nfrom pathlib import Path\nwith Path(path).open('rb') as f:\n    obj = pickle.load(f)",
+], ids=["with open(name) as f", "f = open(name) in the cell", "Path(name).open()"])
+def test_a_file_opened_in_the_cell_from_a_path_bound_earlier_is_scanned_first(ip, files, cell):
+    """Review of the example notebooks: these forms ran the payload under file_policy=block."""
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    run(ip, "path = 'evil.pkl'")
+    result, outputs, _, _ = run(ip, cell)
+    assert not result.success and "obj" not in ip.user_ns and not (files / "pwned").exists()
+    assert "blocked this cell" in str(result.error_in_exec)
+    run(ip, "path = 'good.pkl'")
+    result, outputs, _, _ = run(ip, cell)
+    assert result.success and ip.user_ns["obj"] == {"weights": [1.0, 2.0], "name": "ok"}
+    (finding,) = [f for c in card_bundles(outputs) for f in _supply(c)]
+    assert finding["severity"] == "info" and finding["metrics"]["verdict"] == "safe"
 
 
 def test_a_file_the_cell_writes_is_scanned_after_it_runs(ip, files):

@@ -196,3 +196,18 @@ def test_snapshot_of_bound_names_only():
     ns["other"] = 3  # not a name the cell binds: not looked at
     assert set(snap.changed(ns)) == {"X", "new"}
     assert set(snap.changed(ns, also={"a"})) == {"X", "new", "a"}
+
+
+def test_a_make_function_the_notebook_defined_is_not_a_data_load():
+    """Review of the example notebooks: ``net = make_net()`` made a training cell a "data load", so the loop's
+    last mini-batch got data checks."""
+    def make_net():  # defined in a notebook, its module is __main__
+        return None
+
+    make_net.__module__ = "__main__"
+    from sklearn.datasets import make_moons
+
+    assert parse_cell("net = make_net()", {"make_net": make_net}).loads == []
+    assert parse_cell("def make_net():\n    return 1\nnet = make_net()").loads == []
+    assert [c.func for c in parse_cell("X, y = make_moons(100)", {"make_moons": make_moons}).loads] == ["make_moons"]
+    assert [c.func for c in parse_cell("X, y = datasets.make_blobs(100)").loads] == ["datasets.make_blobs"]

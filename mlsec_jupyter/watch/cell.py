@@ -148,6 +148,7 @@ class _Visitor(ast.NodeVisitor):
         self.ns = ns
         self.aliases: dict[str, str] = {}  # ``import pickle as pk`` → {"pk": "pickle"}
         self._open_files: dict[str, str] = {}  # ``with open("m.pkl", "rb") as f`` → {"f": "m.pkl"}
+        self._open_names: dict[str, str] = {}  # ``with open(p, "rb") as f`` → {"f": "p"} (p bound earlier)
         self._bound_once: set[str] = set()  # names assigned so far in the cell (a second binding forgets a path)
         self._pending_targets: list[str] = []
         self._saw_backward = False
@@ -164,6 +165,7 @@ class _Visitor(ast.NodeVisitor):
         """``f = open("m.pkl", "rb")`` / ``p = "m.pkl"`` (a name bound once in the cell) and ``ld = joblib.load``."""
         for name in names:
             self._open_files.pop(name, None)
+            self._open_names.pop(name, None)
             self.aliases.pop(name, None)
         if len(names) != 1 or names[0] in self._bound_once:
             self._bound_once.update(names)
@@ -172,6 +174,8 @@ class _Visitor(ast.NodeVisitor):
         path = _literal_path(value)
         if path is not None:
             self._open_files[names[0]] = path
+        elif (opened := _opened_name(value)) is not None:
+            self._open_names[names[0]] = opened
         elif isinstance(value, (ast.Name, ast.Attribute)) and _dotted(value):
             self.aliases[names[0]] = self._resolve(_dotted(value))
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
@@ -207,6 +211,13 @@ class _Visitor(ast.NodeVisitor):
         resolved = self._resolve(func)
         return resolved if _is_code_loader(resolved, call) else None
 
+    def _own_maker(self, func: str) -> bool:
+        """``make_net()``: a ``make_*`` function the notebook defined builds something (a model); unlike
+        scikit-learn's ``make_*`` generators it loads no data."""
+        if not func.rsplit(".", 1)[-1].startswith("make_"):
+            return False
+        return func in self.intent.bound or self._resolve(func).startswith("__main__.")
+
     visit_ImportFrom = visit_Import
 
     def _define(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
@@ -236,9 +247,13 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
+            if not isinstance(item.optional_vars, ast.Name):
+                continue
             path = _literal_path(item.context_expr)
-            if path is not None and isinstance(item.optional_vars, ast.Name):
+            if path is not None:
                 self._open_files[item.optional_vars.id] = path
+            elif (opened := _opened_name(item.context_expr)) is not None:
+                self._open_names[item.optional_vars.id] = opened
         self.generic_visit(node)
 
     visit_AsyncWith = visit_With
@@ -278,7 +293,7 @@ class _Visitor(ast.NodeVisitor):
             call.func = loader
             self.intent.file_loads.append(call)
             self.intent.loads.append(call)
-        elif _is_load(func):
+        elif _is_load(func) and not self._own_maker(func):
             self.intent.loads.append(call)
         if leaf == "backward":
             self._saw_backward = True
@@ -315,6 +330,8 @@ class _Visitor(ast.NodeVisitor):
         if path is not None:
             return path, None
         if isinstance(node, ast.Name):
+            if node.id in self._open_names:  # a file opened in this cell from a path an earlier cell bound
+                return None, self._open_names[node.id]
             return self._open_files.get(node.id), node.id
         if isinstance(node, ast.Call) and _dotted(node.func) in _PATH_CALLS and node.args \
                 and isinstance(node.args[0], ast.Name):
@@ -325,9 +342,27 @@ class _Visitor(ast.NodeVisitor):
 _PATH_CALLS = {"open", "io.open", "Path", "pathlib.Path", "os.path.join", "gzip.open", "bz2.open", "lzma.open"}
 
 
+def _path_open(node: ast.AST) -> ast.AST:
+    """``Path(...)`` for ``Path(...).open("rb")``; any other node as it is."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "open" \
+            and isinstance(node.func.value, ast.Call) and _dotted(node.func.value.func) in ("Path", "pathlib.Path"):
+        return node.func.value
+    return node
+
+
+def _opened_name(node: ast.AST) -> str | None:
+    """``p`` in ``open(p, "rb")`` / ``Path(p)`` / ``Path(p).open()``: the name holding the path a file is opened from."""
+    node = _path_open(node)
+    if isinstance(node, ast.Call) and _dotted(node.func) in _PATH_CALLS and node.args \
+            and isinstance(node.args[0], ast.Name) and _dotted(node.func) != "os.path.join":
+        return node.args[0].id
+    return None
+
+
 def _literal_path(node: ast.AST) -> str | None:
     """The file a literal names: ``"m.pkl"``, ``open("m.pkl", "rb")``, ``Path("m.pkl")``,
     ``os.path.join("models", "m.pkl")`` (every part a literal); ``None`` otherwise."""
+    node = _path_open(node)
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.Call) and _dotted(node.func) in _PATH_CALLS and node.args:
