@@ -137,10 +137,24 @@ class Changes:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Changes":
+        """Changes back from a saved card; entries without the text fields a line needs are dropped."""
+        count = data.get("previous_execution_count")
+
+        def entries(kind: str, needs: tuple[str, ...]) -> list[dict[str, Any]]:
+            found = data.get(kind)
+            out = []
+            for entry in found if isinstance(found, list) else []:
+                if isinstance(entry, Mapping) and all(isinstance(entry.get(k), str) for k in needs):
+                    target = entry.get("target")
+                    out.append({**entry, "target": target if isinstance(target, str) else ""})
+            return out
+
+        brief = ("check", "severity", "title")
         return cls(previous_card_id=str(data.get("previous_card_id", "")),
-                   previous_execution_count=data.get("previous_execution_count"),
-                   **{k: [dict(x) for x in data.get(k, []) if isinstance(x, Mapping)]
-                      for k in ("new", "resolved", "severity", "metrics")})
+                   previous_execution_count=count if type(count) is int else None,
+                   new=entries("new", brief), resolved=entries("resolved", brief),
+                   severity=entries("severity", (*brief, "before", "after")),
+                   metrics=entries("metrics", ("check", "metric", "text")))
 
 
 def _on(entry: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ was found:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from .findings import CARD_MIME, Severity
 from .reports import Located, cards_in_notebook, cell_start_lines, summary, write_report
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 THRESHOLDS = ("info", "low", "medium", "high", "critical", "never")
 SETUP_SOURCE = "%load_ext mlsec_jupyter"
 
@@ -64,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _scan(args, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         print("mlsec-jupyter: interrupted.", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - never exit 1 ("findings") for a scan that broke
+        print(f"mlsec-jupyter: the scan failed ({type(exc).__name__}: {exc}).", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -76,10 +80,11 @@ def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if "=" not in key_value:
             print(f"mlsec-jupyter: --config takes KEY=VALUE (e.g. time_budget=20), got {key_value!r}.", file=err)
             return EXIT_ERROR
+    executed = None
     if args.no_execute:
         entries, problem = _saved(path, err)
     else:
-        entries, problem = _executed(path, args, err)
+        entries, problem, executed = _executed(path, args, err)
     if entries is None:
         print(f"mlsec-jupyter: {problem}", file=err)
         return EXIT_ERROR
@@ -87,11 +92,17 @@ def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         target = getattr(args, kind)
         if target:
             try:
-                written = write_report(target, entries, format=kind, notebook=path, successful=problem is None)
+                written = write_report(target, entries, format=kind, notebook=path, problem=problem)
             except (OSError, ValueError) as exc:
                 print(f"mlsec-jupyter: could not write the {kind} report {target!r}: {exc}", file=err)
                 return EXIT_ERROR
             print(f"mlsec-jupyter: wrote {written}", file=err)
+    if args.output and executed is not None:
+        try:
+            Path(args.output).write_text(executed, encoding="utf-8")
+            print(f"mlsec-jupyter: saved the executed notebook to {args.output}", file=err)
+        except OSError as exc:
+            problem = problem or f"could not save the executed notebook to {args.output!r}: {exc.strerror or exc}"
     _print_summary(entries, path, out)
     if problem is not None:
         print(f"mlsec-jupyter: {problem}", file=err)
@@ -145,52 +156,72 @@ def _saved(path: Path, err: TextIO) -> tuple[list[Located] | None, str | None]:
 
 
 # -- executing --------------------------------------------------------------------------------------------
-def _executed(path: Path, args: argparse.Namespace, err: TextIO) -> tuple[list[Located] | None, str | None]:
+def _executed(path: Path, args: argparse.Namespace,
+              err: TextIO) -> tuple[list[Located] | None, str | None, str | None]:
+    """Run the notebook: (its cards, why the scan is incomplete or ``None``, the executed notebook's text)."""
     try:
         import nbformat
+        from jupyter_client.kernelspec import NoSuchKernel
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     except ImportError:
-        return None, ("executing a notebook needs nbclient and nbformat: pip install 'mlsec-jupyter[lab]', or "
-                      "scan the saved cards with --no-execute.")
+        return None, ("executing a notebook needs nbclient and nbformat: pip install 'mlsec-jupyter[cli]', or "
+                      "scan the saved cards with --no-execute."), None
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a broken file
-        return None, f"{str(path)!r} is not a readable notebook: {type(exc).__name__}: {exc}"
+        return None, f"{str(path)!r} is not a readable notebook: {type(exc).__name__}: {exc}", None
     kernel = args.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
     client = NotebookClient(nb, timeout=args.timeout, kernel_name=kernel, allow_errors=False,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
-    setup = [nbformat.v4.new_code_cell(SETUP_SOURCE)]
-    if args.config:
-        setup.append(nbformat.v4.new_code_cell("%mlsec config " + " ".join(args.config)))
-    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
+                            interrupt_on_timeout=True, resources={"metadata": {"path": str(path.parent.resolve())}})
+    failures = (CellExecutionError, CellTimeoutError)
+    setup = [SETUP_SOURCE] + (["%mlsec config " + " ".join(args.config)] if args.config else [])
     problem = None
     client.reset_execution_trackers()
     try:
         with client.setup_kernel():
-            for cell in setup:
+            for source in setup:
                 try:
-                    client.execute_cell(cell, -1)
-                except CellExecutionError as exc:
-                    return None, (f"the setup cell {cell.source!r} failed ({exc.ename}: {exc.evalue}); is "
-                                  f"mlsec-jupyter installed in the {kernel!r} kernel's environment?")
-            problem = _run_cells(client, nb, code_cells, err, (CellExecutionError, CellTimeoutError))
-            wait = nbformat.v4.new_code_cell(f"%mlsec wait {args.timeout:g}")
-            client.execute_cell(wait, -1)
+                    _run_extra(client, nb, source, args.timeout)
+                except failures as exc:
+                    return None, (f"the setup cell {source!r} failed ({getattr(exc, 'ename', type(exc).__name__)}: "
+                                  f"{getattr(exc, 'evalue', exc)}); is mlsec-jupyter installed in the {kernel!r} "
+                                  "kernel's environment?"), None
+            problem = _run_cells(client, nb, err, failures)
+            try:  # every card complete: wait for the checks, then refresh the cards' outputs
+                _run_extra(client, nb, f"%mlsec wait {args.timeout:g}", args.timeout + 60)
+            except failures:
+                problem = problem or f"checks were still running after {args.timeout:g} s (--timeout); their findings are missing."
+    except NoSuchKernel:
+        return None, (f"there is no {kernel!r} kernel on this machine (the notebook's kernelspec); pass --kernel "
+                      "NAME (jupyter kernelspec list shows them)."), None
     except DeadKernelError as exc:
         problem = f"the kernel died: {exc}"
-    except RuntimeError as exc:  # no such kernel, kernel failed to start
-        return None, f"could not start the {kernel!r} kernel: {exc}"
-    if args.output:
-        nbformat.write(nb, args.output)
-        print(f"mlsec-jupyter: saved the executed notebook to {args.output}", file=err)
+    except RuntimeError as exc:  # the kernel failed to start
+        return None, f"could not start the {kernel!r} kernel: {exc}", None
     text = nbformat.writes(nb)
     entries, _ = cards_in_notebook(nb, text if len(cell_start_lines(text)) == len(nb.cells) else "")
-    return _with_file_lines(entries, path, len(nb.cells)), problem
+    return _with_file_lines(entries, path, len(nb.cells)), problem, text
 
 
-def _run_cells(client: Any, nb: Any, total: int, err: TextIO, errors: tuple[type, ...]) -> str | None:
+def _run_extra(client: Any, nb: Any, source: str, timeout: float) -> None:
+    """Run ``source`` as a cell of its own after the notebook's cells, through nbclient (so the display
+    updates it causes reach the notebook's outputs), without counting it in the execution history."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(source)
+    nb.cells.append(cell)
+    saved, client.timeout = client.timeout, timeout
+    try:
+        client.execute_cell(cell, len(nb.cells) - 1, store_history=False)
+    finally:
+        client.timeout = saved
+        nb.cells.pop()
+
+
+def _run_cells(client: Any, nb: Any, err: TextIO, errors: tuple[type, ...]) -> str | None:
     """Execute every cell, one progress line a code cell; the first error stops the run (as nbconvert)."""
+    total = sum(1 for c in nb.cells if c.cell_type == "code")
     done = 0
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -200,10 +231,14 @@ def _run_cells(client: Any, nb: Any, total: int, err: TextIO, errors: tuple[type
         try:
             client.execute_cell(cell, index)
         except errors as exc:
-            print(f"[{done}/{total}] cell {index + 1}: failed after {time.perf_counter() - start:.1f} s", file=err)
+            seconds = time.perf_counter() - start
+            print(f"[{done}/{total}] cell {index + 1}: failed after {seconds:.1f} s", file=err)
             name = getattr(exc, "ename", type(exc).__name__)
+            if name in ("KeyboardInterrupt", "CellTimeoutError") and seconds >= client.timeout:
+                return (f"cell {index + 1} ran longer than --timeout {client.timeout:g} s and was interrupted; the "
+                        "cells after it were not run.")
             value = getattr(exc, "evalue", "") or (str(exc).strip().splitlines() or [""])[-1]
-            return f"cell {index + 1} raised {name}: {value}; the cells after it were not run."
+            return f"cell {index + 1} raised {name}: {_ANSI.sub('', str(value))}; the cells after it were not run."
         cards = [o["data"][CARD_MIME] for o in cell.get("outputs", []) if CARD_MIME in o.get("data", {})]
         shown = f", {len(cards)} card(s): " + "; ".join(str(c.get("subject", ""))[:60] for c in cards) if cards else ""
         print(f"[{done}/{total}] cell {index + 1}: {time.perf_counter() - start:.1f} s{shown}", file=err)

@@ -7,7 +7,6 @@ user's cell keeps its own outputs, success or failure and interrupt behaviour (r
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 
 from .artifacts import Artifact, DPTraining, ModelFile
 from .findings import RiskCard
+from .history import RunKey
 from .preflight import Preflight, preflight
 from .runner import install_warning_filter, remove_warning_filter
 from .session import Session, active_session, set_active_session, subject_of
@@ -121,7 +121,7 @@ class Extension:
         self.panels: list[Any] = []  # %mlsec panel widgets of this session (closed on unload)
         self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
         self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
-        self._cell_key: Any = None  # the running cell: its id, else its source (what "the same cell" is)
+        self._run_serial = 0  # counts cell runs: cards of one run belong together (history.RunKey)
         self._scanned: set[str] = set()  # model files the running cell's pre-run check already scanned
 
     # -- load / unload --------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class Extension:
         card = RiskCard(checked.subject, cell_id=self._cell_id)
         card.min_severity = self.session.config.min_severity
         card.add(checked.findings)
-        self.session.keep(card, (self._cell_key, "before the cell ran"))
+        self.session.keep(card, self._run_key("before the cell ran"))
         self.display.show(card)
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -221,9 +221,10 @@ class Extension:
         self._depth += 1
         try:
             if self._depth == 1:
-                raw = getattr(info, "raw_cell", "") or ""
                 self._cell_id = getattr(info, "cell_id", None)
-                self._cell_key = self._cell_id or ("source", hashlib.sha1(raw.encode("utf-8", "replace")).hexdigest())
+                self._run_serial += 1
+                if isinstance(self._cell_id, str) and self._cell_id:
+                    self.session.history.start(self._cell_id, self._run_serial)
             if self._depth == 1 and self.display.live:
                 self.display.resend_finished()
             if self._depth == 1:
@@ -302,7 +303,7 @@ class Extension:
         subject = subject or subject_of(artifacts)
         prepared = self.session.prepare(artifacts, subject=subject, cell_id=cell_id or self._cell_id,
                                         execution_count=execution_count, only=only, seconds=seconds,
-                                        run_key=(self._cell_key, subject))
+                                        run_key=self._run_key(subject))
         if prepared is None:
             return None
         card, launch = prepared
@@ -319,6 +320,11 @@ class Extension:
                 self._interrupted = True
             self.display.show(card)
         return card
+
+    def _run_key(self, origin: str) -> RunKey | None:
+        """This cell run, when the front end names the cell (run diffs and reports need a cell id)."""
+        cell = self._cell_id
+        return RunKey(cell, self._run_serial, origin) if isinstance(cell, str) and cell else None
 
     @staticmethod
     def _keep_interrupt(result: Any) -> None:

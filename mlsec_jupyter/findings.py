@@ -129,16 +129,24 @@ class Finding:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Finding":
+        """A finding back from its JSON; text fields become strings, a missing one empty (a saved
+        notebook is untrusted input). Raises ``KeyError``/``ValueError``/``TypeError`` on a broken one."""
+        def text(key: str) -> str:
+            value = data.get(key)
+            return "" if value is None else str(value)
+
+        metrics = data.get("metrics")
+        references = data.get("references")
         return cls(
-            check=data["check"],
+            check=str(data["check"]),
             severity=Severity.parse(data["severity"]),
-            title=data.get("title", ""),
-            summary=data.get("summary", ""),
-            metrics=data.get("metrics", {}),
-            indices=data.get("indices", ()),
-            recommendation=data.get("recommendation", ""),
-            references=data.get("references", ()),
-            target=data.get("target", ""),
+            title=text("title"),
+            summary=text("summary"),
+            metrics=metrics if isinstance(metrics, Mapping) else {},
+            indices=data.get("indices") or (),
+            recommendation=text("recommendation"),
+            references=[str(r) for r in references] if isinstance(references, list) else (),
+            target=text("target"),
         )
 
 
@@ -183,6 +191,21 @@ class CheckRun:
 
 
 _card_counter = itertools.count(1)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else None
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return None
+    number = float(value)
+    return number if np.isfinite(number) else None
 
 
 class RiskCard:
@@ -305,16 +328,18 @@ class RiskCard:
             raise ValueError(f"Not a risk card: expected a JSON object with a 'findings' list, got "
                              f"{type(data).__name__}.")
         try:
-            card = cls(str(data.get("subject", "")), cell_id=data.get("cell_id"),
-                       execution_count=data.get("execution_count"), card_id=str(data.get("card_id") or "") or None)
+            card = cls(str(data.get("subject", "")), cell_id=_text_or_none(data.get("cell_id")),
+                       execution_count=_count_or_none(data.get("execution_count")),
+                       card_id=str(data.get("card_id") or "") or None)
             card.min_severity = Severity.parse(data.get("min_severity", "info"))
             card.add(Finding.from_dict(f) for f in data["findings"])
             for run in data.get("checks", []):
                 card._runs.append(CheckRun(check=str(run["check"]), target=str(run.get("target", "")),
                                            status=CheckStatus(run.get("status", "done")),
-                                           message=str(run.get("message", "")), seconds=run.get("seconds"),
+                                           message=str(run.get("message", "")),
+                                           seconds=_finite_or_none(run.get("seconds")),
                                            sampled=str(run.get("sampled", "")),
-                                           progress=float(run.get("progress") or 0.0)))
+                                           progress=_finite_or_none(run.get("progress")) or 0.0))
             if isinstance(data.get("changes"), Mapping):
                 card.changes = Changes.from_dict(data["changes"])
         except (KeyError, TypeError, ValueError) as exc:

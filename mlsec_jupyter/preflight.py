@@ -27,7 +27,7 @@ import operator
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from .artifacts import Kind, classify, features_of
+from .artifacts import features_of
 from .findings import Finding, Severity
 from .watch.cell import CellIntent
 

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import quote
 
 from .changes import title_shape
 from .findings import CARD_MIME, CheckStatus, Finding, RiskCard, Severity
+from .session import check_title
 from .standards import STANDARDS, standards_for
 
 FORMATS = ("html", "json", "sarif")
@@ -173,16 +175,18 @@ def _uri(notebook: str | Path) -> tuple[str, bool]:
     """The notebook as a URI: relative to the working folder (with ``%SRCROOT%``) when inside it."""
     path = Path(notebook).resolve()
     try:
-        return path.relative_to(Path.cwd().resolve()).as_posix(), True
+        return quote(path.relative_to(Path.cwd().resolve()).as_posix(), safe="/"), True
     except ValueError:
         return path.as_uri(), False
 
 
 # -- JSON -------------------------------------------------------------------------------------------------
-def json_report(entries: list[Located], notebook: str | Path | None = None) -> dict[str, Any]:
+def json_report(entries: list[Located], notebook: str | Path | None = None, *,
+                problem: str | None = None) -> dict[str, Any]:
     """The report as a JSON object: cards in the card schema, each with its ``location``."""
     return {"version": 1, "generator": _generator(), "created": _now(),
-            "notebook": None if notebook is None else str(notebook), "summary": summary(entries),
+            "notebook": None if notebook is None else str(notebook), "complete": problem is None,
+            "problem": problem, "summary": summary(entries),
             "cards": [{**e.card.to_dict(), "location": e.to_dict()} for e in entries]}
 
 
@@ -191,20 +195,10 @@ def _rule_name(check: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[._]", check) if part)
 
 
-def _check_title(check: str) -> str:
-    try:
-        from .checks.registry import get_check, load_builtin_checks
-
-        load_builtin_checks()
-        return get_check(check).title
-    except Exception:  # noqa: BLE001 - a check registered by the user and gone since, or a saved card
-        return check
-
-
 def _rule(check: str, worst: Severity | None) -> dict[str, Any]:
     std = standards_for(check)
     refs = std.references()
-    title = _check_title(check)
+    title = check_title(check)
     described = "; ".join(refs) if refs else "no published standard mapped"
     rule: dict[str, Any] = {
         "id": check,
@@ -227,9 +221,11 @@ def _rule(check: str, worst: Severity | None) -> dict[str, Any]:
     return rule
 
 
-def _location(entry: Located, notebook: tuple[str, bool] | None) -> dict[str, Any] | None:
-    logical = {"name": entry.cell_label(),
-               "fullyQualifiedName": f"{notebook[0] if notebook else 'notebook'}#{entry.cell_label()}"}
+def _location(entry: Located, notebook: tuple[str, bool] | None) -> dict[str, Any]:
+    """The notebook file and line of the card's cell, and the cell (or, for a card made outside a notebook
+    cell, its subject) as a logical location."""
+    where = entry.cell_label() if entry.cell_index is not None or notebook is not None else entry.card.subject[:200]
+    logical = {"name": where, "fullyQualifiedName": f"{notebook[0] if notebook else 'session'}#{where}"}
     location: dict[str, Any] = {"logicalLocations": [logical]}
     if notebook is not None:
         artifact: dict[str, Any] = {"uri": notebook[0]}
@@ -239,8 +235,6 @@ def _location(entry: Located, notebook: tuple[str, bool] | None) -> dict[str, An
         if entry.line is not None:
             physical["region"] = {"startLine": entry.line}
         location["physicalLocation"] = physical
-    if entry.cell_index is None and notebook is None:
-        return None
     location["properties"] = {k: v for k, v in entry.to_dict().items() if v is not None}
     return location
 
@@ -280,15 +274,13 @@ def _result(entry: Located, f: Finding, rule_index: int, notebook: tuple[str, bo
     }
     if f.severity is Severity.INFO:
         result["kind"] = "informational"
-    location = _location(entry, notebook)
-    if location is not None:
-        result["locations"] = [location]
+    result["locations"] = [_location(entry, notebook)]
     return result
 
 
-def _notifications(entries: list[Located]) -> list[dict[str, Any]]:
-    """Checks that timed out, failed or were cancelled (and cards saved while still running)."""
-    out = []
+def _notifications(entries: list[Located], index: dict[str, int], problem: str | None) -> list[dict[str, Any]]:
+    """Why the run is incomplete: the scan's own problem, and checks that timed out, failed or were cancelled."""
+    out: list[dict[str, Any]] = [{"level": "error", "message": {"text": problem[:_MESSAGE_LIMIT]}}] if problem else []
     for entry in entries:
         for run in entry.card.runs:
             if run.status in (CheckStatus.DONE, CheckStatus.SKIPPED):
@@ -297,25 +289,29 @@ def _notifications(entries: list[Located]) -> list[dict[str, Any]]:
             target = f" on {run.target}" if run.target else ""
             message = f"{run.check}{target} ({entry.cell_label()}): {run.status.value}" + (
                 f": {run.message}" if run.message else "")
-            out.append({"level": level, "message": {"text": message[:_MESSAGE_LIMIT]},
-                        "descriptor": {"id": run.check}})
+            note: dict[str, Any] = {"level": level, "message": {"text": message[:_MESSAGE_LIMIT]}}
+            if run.check in index:
+                note["associatedRule"] = {"id": run.check, "index": index[run.check]}
+            out.append(note)
     return out
 
 
 def sarif_report(entries: list[Located], notebook: str | Path | None = None, *,
-                 successful: bool = True) -> dict[str, Any]:
-    """The report as a SARIF 2.1.0 log with one run (validates against the OASIS schema)."""
+                 problem: str | None = None) -> dict[str, Any]:
+    """The report as a SARIF 2.1.0 log with one run (validates against the OASIS schema); ``problem``
+    says why the run is incomplete (the run is then not successful)."""
     pairs = _all_findings(entries)
     worst: dict[str, Severity] = {}
     for _, f in pairs:
-        worst[f.check] = max(worst.get(f.check, Severity.INFO), f.severity)
-    checks = list(STANDARDS) + sorted(set(worst) - set(STANDARDS))
+        if f.severity > Severity.INFO:  # "checked and clean" results do not rank a rule
+            worst[f.check] = max(worst.get(f.check, Severity.INFO), f.severity)
+    checks = list(STANDARDS) + sorted({f.check for _, f in pairs} - set(STANDARDS))
     index = {check: i for i, check in enumerate(checks)}
     where = _uri(notebook) if notebook is not None else None
     run: dict[str, Any] = {
         "tool": {"driver": {**_generator(), "rules": [_rule(c, worst.get(c)) for c in checks]}},
-        "invocations": [{"executionSuccessful": successful, "endTimeUtc": _now(),
-                         "toolExecutionNotifications": _notifications(entries)}],
+        "invocations": [{"executionSuccessful": problem is None, "endTimeUtc": _now(),
+                         "toolExecutionNotifications": _notifications(entries, index, problem)}],
         "results": [_result(e, f, index[f.check], where) for e, f in pairs],
         "columnKind": "unicodeCodePoints",
         "properties": {"summary": summary(entries)},
@@ -374,7 +370,7 @@ def _standards_table(entries: list[Located]) -> str:
             "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def html_report(entries: list[Located], notebook: str | Path | None = None) -> str:
+def html_report(entries: list[Located], notebook: str | Path | None = None, *, problem: str | None = None) -> str:
     """The report as one self-contained HTML page (no scripts, nothing loaded from anywhere)."""
     from .render.html import card_html
 
@@ -383,9 +379,10 @@ def html_report(entries: list[Located], notebook: str | Path | None = None) -> s
     chips = "".join(f"<span class='sev-{name}'><b>{n}</b> {name}</span>"
                     for name, n in counts["by_severity"].items())
     name = Path(notebook).name if notebook is not None else "this session"
-    unfinished = ""
+    unfinished = (f"<p class='sev-critical'><b>The scan did not complete:</b> {_e(problem)} What is below is what "
+                  "was found up to there.</p>") if problem else ""
     if counts["checks_not_finished"] or counts["cards_still_running"]:
-        unfinished = (f"<p class='sev-medium'>{counts['checks_not_finished']} check(s) did not finish normally "
+        unfinished += (f"<p class='sev-medium'>{counts['checks_not_finished']} check(s) did not finish normally "
                       f"and {counts['cards_still_running']} card(s) were still running: their findings are "
                       "missing here, so read those parts as not checked.</p>")
     cards = "".join(f"<h3 id='{anchors[e.card.card_id]}'>{_e(e.cell_label())}</h3>"
@@ -421,21 +418,20 @@ def format_for(path: str | Path, format: str | None = None) -> str:
 
 
 def render(entries: list[Located], format: str, notebook: str | Path | None = None, *,
-           successful: bool = True) -> str:
-    """The report text in ``format``."""
+           problem: str | None = None) -> str:
+    """The report text in ``format``; ``problem``: why the scan is incomplete, said in every format."""
     if format == "html":
-        return html_report(entries, notebook)
-    data = json_report(entries, notebook) if format == "json" else sarif_report(entries, notebook,
-                                                                                 successful=successful)
+        return html_report(entries, notebook, problem=problem)
+    data = (json_report if format == "json" else sarif_report)(entries, notebook, problem=problem)
     return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False)
 
 
 def write_report(path: str | Path, entries: list[Located], *, format: str | None = None,
-                 notebook: str | Path | None = None, successful: bool = True) -> Path:
+                 notebook: str | Path | None = None, problem: str | None = None) -> Path:
     """Write the report to ``path`` (UTF-8, replaced atomically) and return its path."""
     chosen = format_for(path, format)
     target = Path(path).expanduser()
-    text = render(entries, chosen, notebook, successful=successful)
+    text = render(entries, chosen, notebook, problem=problem)
     if target.parent and not target.parent.is_dir():
         raise ValueError(f"Cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist.")
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -7,21 +7,25 @@ public API (:mod:`mlsec_jupyter.api`) uses the same planning without a shell.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import uuid
 import weakref
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable
 
 from .artifacts import Artifact, Dataset, DPTraining, Model
 from .audit import AuditLog
 from .checks.registry import checks_for, inputs_for
 from .findings import RiskCard, Severity
+from .history import CellCards, RunKey
 from .runner import SLOW_MAX_ROWS, Runner, Task, default_workers
 from .watch.assemble import Assembler, SplitMemory
 from .watch.dp import AccountantWatch
 from .watch.fingerprint import fingerprint
+
+log = logging.getLogger("mlsec_jupyter")
 
 #: Settings that take one of a few words.
 _CHOICES = {"budget_policy": ("warn", "block"), "file_policy": ("warn", "block")}
@@ -30,8 +34,6 @@ _BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "
 
 #: Cards a session keeps (newest last) for %mlsec status, wait and panel.
 MAX_CARDS = 64
-#: Latest card of each cell (and origin) kept for reports and run diffs; the oldest cell goes first.
-MAX_REPORT_CARDS = 1000
 
 
 @dataclass
@@ -195,6 +197,17 @@ def subject_of(artifacts: list[Artifact]) -> str:
     return " · ".join(parts) or "scan"
 
 
+def check_title(check: str) -> str:
+    """A registered check's title ("Label flips"), or its id for a check no longer registered."""
+    from .checks.registry import get_check, load_builtin_checks
+
+    load_builtin_checks()
+    try:
+        return get_check(check).title
+    except (KeyError, ValueError):
+        return check
+
+
 _ACTIVE: "Session | None" = None
 
 
@@ -233,9 +246,7 @@ class Session:
         self.card_done: list[Callable[[RiskCard], None]] = []
         self.audit_errors = 0
         self._audited: collections.OrderedDict[str, None] = collections.OrderedDict()  # bounded set
-        #: (cell, origin) -> the latest card of that cell's run, in the order cells first made one
-        self._latest: collections.OrderedDict[Hashable, RiskCard] = collections.OrderedDict()
-        self._previous: dict[str, RiskCard] = {}  # card id -> the card of the same cell's previous run
+        self.history = CellCards()  # the cards of each cell's latest run: reports and run diffs
         self.notebook: str | None = None  # the notebook file, when the front end tells the kernel
         self._lock = threading.Lock()
 
@@ -248,15 +259,15 @@ class Session:
 
     def prepare(self, artifacts: list[Artifact], *, subject: str | None = None, cell_id: str | None = None,
                 execution_count: int | None = None, only: dict[str, dict[str, Any]] | None = None,
-                seconds: float | None = None, max_rows: int | None = None, run_key: Hashable = None,
+                seconds: float | None = None, max_rows: int | None = None, run_key: RunKey | None = None,
                 ) -> tuple[RiskCard, Callable[[Callable[[RiskCard], None]], None]] | None:
         """Make a card listing the checks that will run; ``launch(on_update)`` starts them.
 
         Returns ``None`` when no check applies. Split in two so the caller can display the card
         before any worker can update it. ``only`` keeps just the named checks and gives them extra
         parameters (``{"robustness.evasion": {"attack": "pgd"}}``); ``seconds`` and ``max_rows`` are their time
-        and row budgets. ``run_key`` names the cell (and what in it made the card): the finished card
-        is compared with the previous card of the same key (:func:`mlsec_jupyter.changes.compare`).
+        and row budgets. ``run_key`` names the cell run (and what in it made the card): the finished card is
+        compared with the card of that cell's previous run (:mod:`mlsec_jupyter.history`).
         """
         for artifact in artifacts:
             if isinstance(artifact, DPTraining):
@@ -281,33 +292,30 @@ class Session:
 
         return card, launch
 
-    def keep(self, card: RiskCard, run_key: Hashable = None) -> None:
-        """Add ``card`` to the session (status, panel, reports) as the latest run of ``run_key``; a card
-        that is already done (a pre-run check's) is compared with the previous run at once."""
+    def keep(self, card: RiskCard, run_key: RunKey | None = None) -> None:
+        """Add ``card`` to the session (status, panel, reports) as made by the cell run ``run_key``; a card
+        that is already done (a pre-run check's) is compared with the cell's previous run at once."""
         with self._lock:
             self.cards.append(card)
-            key = run_key if run_key is not None else ("card", card.card_id)
-            previous = self._latest.get(key)
-            self._latest[key] = card
-            while len(self._latest) > MAX_REPORT_CARDS:
-                self._latest.popitem(last=False)
-            if previous is not None and run_key is not None:
-                self._previous[card.card_id] = previous
+        self.history.add(card, run_key)
         if card.status == "done":
             self._compare_with_previous(card)
 
     def report_cards(self) -> list[RiskCard]:
-        """The latest card of every cell run this session, in the order the cells first made one."""
-        with self._lock:
-            return list(self._latest.values())
+        """The cards of every cell's latest run this session (and of scans made outside cells), in the
+        order they first appeared."""
+        return self.history.cards()
 
     def _compare_with_previous(self, card: RiskCard) -> None:
-        with self._lock:
-            previous = self._previous.pop(card.card_id, None)
-        if previous is not None and previous.status == "done":
-            from .changes import compare
+        previous = self.history.previous_of(card)
+        if previous is None or previous.status != "done":
+            return
+        from .changes import compare
 
+        try:
             card.changes = compare(previous, card)
+        except Exception:  # noqa: BLE001 - a diff (a user check's odd finding) must not stop the card
+            log.debug("mlsec run diff failed", exc_info=True)
 
     def _remember_models(self, artifacts: list[Artifact]) -> None:
         """Remember (weakly: nothing here keeps a model or its data alive) what each model was fitted
@@ -429,4 +437,5 @@ class Session:
         self.cache.clear()
 
 
-__all__ = ["Config", "ResultCache", "Session", "active_session", "plan", "set_active_session", "subject_of"]
+__all__ = ["Config", "ResultCache", "Session", "active_session", "check_title", "plan", "set_active_session",
+           "subject_of"]

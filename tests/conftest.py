@@ -45,12 +45,13 @@ def card_bundles(outputs) -> list[dict]:
     return [o.data[CARD_MIME] for o in outputs if CARD_MIME in o.data]
 
 
-def run(ip, code: str):
-    """Run a cell like a user would; returns (result, captured outputs, stdout, stderr)."""
+def run(ip, code: str, cell_id: str | None = None):
+    """Run a cell like a user would (``cell_id``: as a front end that names its cells, like JupyterLab);
+    returns (result, captured outputs, stdout, stderr)."""
     from IPython.utils.capture import capture_output
 
     with capture_output() as cap:
-        result = ip.run_cell(code, store_history=True)
+        result = ip.run_cell(code, store_history=True, cell_id=cell_id)
     return result, cap.outputs, cap.stdout, cap.stderr
 
 
@@ -140,5 +141,6 @@ def assert_valid_sarif(log: dict) -> None:
     for result in run_["results"]:
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
         assert result["level"] in ("none", "note", "warning", "error")
-    errors = sorted(jsonschema.Draft7Validator(sarif_schema()).iter_errors(log), key=lambda e: list(e.path))
+    validator = jsonschema.Draft7Validator(sarif_schema(), format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(log), key=lambda e: list(e.path))
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]

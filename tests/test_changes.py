@@ -13,15 +13,15 @@ FIT = ("X = np.vstack([base, base[:k]]); y = np.r_[lab, 1 - lab[:k]]\n"
        "from sklearn.linear_model import LogisticRegression\nm = LogisticRegression().fit(X, y)")
 
 
-def _shown(ip, code) -> dict:
-    """The one card output a cell shows: its whole bundle (card JSON, HTML, text)."""
-    _, outputs, _, _ = run(ip, code)
+def _shown(ip, code, cell_id="fit-cell") -> dict:
+    """The one card output a cell (named ``cell_id`` by the front end) shows: its whole bundle."""
+    _, outputs, _, _ = run(ip, code, cell_id)
     (shown,) = [o.data for o in outputs if card_bundles([o])]
     return shown
 
 
-def _card(ip, code):
-    return _shown(ip, code)[CARD_MIME]
+def _card(ip, code, cell_id="fit-cell"):
+    return _shown(ip, code, cell_id)[CARD_MIME]
 
 
 def test_rerun_cell_card_lists_new_counts_and_severity_changes(ip):
@@ -63,11 +63,29 @@ def test_rerun_without_changes_says_so_and_a_fix_is_resolved(ip):
     assert any(line.startswith("Resolved: high Duplicates with conflicting labels") for line in fixed["changes"]["lines"])
 
 
-def test_cards_of_other_cells_are_not_compared(ip):
+def test_cards_of_other_cells_are_not_compared_even_with_the_same_source(ip):
+    """Review: cells were matched by their source when the front end sent no cell id (nbclient never does)."""
     run(ip, SETUP + "k = 5")
-    _card(ip, FIT)
-    other = _card(ip, FIT + "\nm2 = 1")  # another cell (another source, no cell id in this shell)
-    assert "changes" not in other
+    _card(ip, FIT, "cell-a")
+    assert "changes" not in _card(ip, FIT, "cell-b")  # another cell with the same text
+    assert "changes" not in _card(ip, FIT, None)  # no cell id: never compared
+    assert "changes" not in _card(ip, FIT, None)
+
+
+def test_two_cards_of_one_run_are_both_kept_and_not_compared_with_each_other(ip):
+    """Review: a fit card and a %mlsec scan card with the same subject in one run compared with each other."""
+    run(ip, SETUP + "k = 5")
+    code = FIT + "\nget_ipython().run_line_magic('mlsec', 'scan m')"
+    _, outputs, _, _ = run(ip, code, "cell-c")
+    first = card_bundles(outputs)
+    assert len(first) == 2 and all("changes" not in c for c in first)
+    _, outputs, _, _ = run(ip, code, "cell-c")
+    again = card_bundles(outputs)
+    assert [c["changes"]["previous_card_id"] for c in again] == [c["card_id"] for c in first]
+    from mlsec_jupyter.extension import current
+
+    kept = [c.card_id for c in current().session.report_cards()]
+    assert kept == [c["card_id"] for c in again]  # the first run's cards left the report
 
 
 def _finding(check, severity, title, **metrics):

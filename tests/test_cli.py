@@ -118,10 +118,39 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys):
         main(["scan", str(tmp_path / "empty.ipynb"), "--fail-on", "severe"])
 
 
-def test_a_bad_setting_stops_before_any_cell_runs(tmp_path):
+def test_a_bad_setting_stops_before_any_cell_runs_and_a_good_one_runs_every_cell(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("open('ran', 'w').close()")]
+    nb.cells = [nbformat.v4.new_code_cell("open('first', 'w').close()"),
+                nbformat.v4.new_code_cell("open('last', 'w').close()"), nbformat.v4.new_markdown_cell("# the end")]
     nbformat.write(nb, tmp_path / "n.ipynb")
     done = _scan("n.ipynb", "--config", "time_budget=soon", cwd=tmp_path)
-    assert done.returncode == 2 and "time_budget must be a positive number" in done.stderr
-    assert not (tmp_path / "ran").exists()
+    assert done.returncode == 2 and "time_budget must be a number, got 'soon'" in done.stderr
+    assert not (tmp_path / "first").exists()
+    # review: the setup cell once replaced the notebook's last cell, which then never ran
+    done = _scan("n.ipynb", "--config", "time_budget=20", "--output", "ran.ipynb", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "first").exists() and (tmp_path / "last").exists()
+    assert "[2/2] cell 2:" in done.stderr and "[3/" not in done.stderr
+    ran = nbformat.read(tmp_path / "ran.ipynb", as_version=4)
+    assert [c.source for c in ran.cells] == [c.source for c in nb.cells]
+    assert [c.get("execution_count") for c in ran.cells] == [1, 2, None]  # the setup cells are not counted
+
+
+def test_a_missing_kernel_and_a_cell_timeout_exit_2_with_what_was_found(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "no-such-kernel-here", "display_name": "x", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, tmp_path / "k.ipynb")
+    done = _scan("k.ipynb", cwd=tmp_path)
+    assert done.returncode == 2 and "there is no 'no-such-kernel-here' kernel" in done.stderr
+    assert "Traceback" not in done.stderr
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)"),
+                nbformat.v4.new_code_cell("import time\ntime.sleep(60)"), nbformat.v4.new_code_cell("after = 1")]
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    done = _scan("slow.ipynb", "--timeout", "8", "--json", "partial.json", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "cell 2 ran longer than --timeout 8 s and was interrupted" in done.stderr
+    data = json.loads((tmp_path / "partial.json").read_text(encoding="utf-8"))
+    assert data["complete"] is False and [c["subject"] for c in data["cards"]] == ["X, y"]
+    assert data["cards"][0]["status"] == "done"

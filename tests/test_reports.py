@@ -96,8 +96,10 @@ def test_sarif_report_validates_with_one_rule_per_check_and_one_result_per_findi
         assert (result.get("kind") == "informational") == (f.severity is Severity.INFO)
         assert f.title in result["message"]["text"]
     assert rules["data.duplicates"]["properties"]["security-severity"] == "8.0"  # its worst finding is high
+    assert "security-severity" not in rules["privacy.dp_budget"]["properties"]  # no finding of it here
     (note,) = run_["invocations"][0]["toolExecutionNotifications"]
-    assert note["descriptor"]["id"] == "robustness.evasion" and "timed out" in note["message"]["text"]
+    assert note["associatedRule"] == {"id": "robustness.evasion", "index": list(rules).index("robustness.evasion")}
+    assert "timed out" in note["message"]["text"] and run_["invocations"][0]["executionSuccessful"] is True
     # fingerprints are stable from run to run and distinct between findings
     again = sarif_report(locate(cards, None))["runs"][0]["results"]
     prints = [r["partialFingerprints"]["mlsecFinding/v1"] for r in results]
@@ -130,25 +132,30 @@ def test_sarif_results_point_at_the_cell_line_in_the_saved_notebook(executed_not
         assert result["properties"]["card_id"] in card_ids
 
 
-def test_report_magic_writes_the_latest_card_of_each_cell(ip, tmp_path):
-    _, outputs, _, _ = run(ip, "import numpy as np\nfrom sklearn.datasets import load_iris\n"
-                               "X, y = load_iris(return_X_y=True)")
-    assert len(card_bundles(outputs)) == 1
+def test_report_magic_writes_the_cards_of_each_cells_latest_run(ip, tmp_path):
+    load = "import numpy as np\nfrom sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)"
+    _, outputs, _, _ = run(ip, load, "load")
+    (data_card,) = card_bundles(outputs)
     fit = "from sklearn.linear_model import LogisticRegression\nm = LogisticRegression(max_iter=500).fit(X, y)"
-    run(ip, fit)
-    run(ip, "X = np.vstack([X, X[:10]]); y = np.r_[y, 1 - y[:10]]")
-    _, outputs, _, _ = run(ip, fit)
+    run(ip, fit, "fit")
+    run(ip, "X = np.vstack([X, X[:10]]); y = np.r_[y, (y[:10] + 1) % 3]", "poison")
+    _, outputs, _, _ = run(ip, fit, "fit")
     (latest,) = card_bundles(outputs)
-    _, _, out, _ = run(ip, "%mlsec report session.sarif")
+    _, _, out, _ = run(ip, "%mlsec report session.sarif", "report")
     assert "wrote session.sarif (sarif): 2 card(s)" in out and "high" in out
     log = json.loads(Path("session.sarif").read_text(encoding="utf-8"))
     assert_valid_sarif(log)
-    ids = {r["properties"]["card_id"] for r in log["runs"][0]["results"]}
-    assert latest["card_id"] in ids and len(ids) == 2  # the data cell's card and the fit cell's latest one
-    _, _, out, _ = run(ip, "%mlsec report")
+    ids = [r["properties"]["card_id"] for r in log["runs"][0]["results"]]
+    assert sorted(set(ids), key=ids.index) == [data_card["card_id"], latest["card_id"]]  # not the fit's first run
+    _, _, out, _ = run(ip, "%mlsec report", "report")
     assert "wrote mlsec-report.html (html)" in out
     page = Path("mlsec-report.html").read_text(encoding="utf-8")
     assert "Changed since the last run" in page and "Duplicates with conflicting labels" in page
+    # the load cell edited so that it loads nothing: its old card leaves the report
+    run(ip, "X = X[:100]", "load")
+    run(ip, "%mlsec report again.json", "report")
+    cards = json.loads(Path("again.json").read_text(encoding="utf-8"))["cards"]
+    assert [c["card_id"] for c in cards] == [latest["card_id"]]
 
 
 def test_a_file_blocked_before_its_cell_ran_is_in_the_report(ip):
@@ -175,3 +182,60 @@ def test_report_errors_say_what_to_do(ip, tmp_path):
     ip.run_line_magic("unload_ext", "mlsec_jupyter")
     with pytest.raises(ValueError, match="load the extension with %load_ext mlsec_jupyter first"):
         mj.report(tmp_path / "r.html")
+
+
+def test_sarif_uris_of_odd_notebook_names_are_encoded(cards, tmp_path, monkeypatch):
+    """Review: a relative path with spaces, # or non-ASCII letters was written as it is (not a URI)."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "odd dir ü"
+    folder.mkdir()
+    name = Path("odd dir ü") / "my note #1.ipynb"
+    log = sarif_report(locate(cards, name), name)
+    assert_valid_sarif(log)
+    uri = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "odd%20dir%20%C3%BC/my%20note%20%231.ipynb"
+
+
+def test_reports_of_an_incomplete_scan_say_so_in_every_format(cards, tmp_path):
+    from mlsec_jupyter.reports import write_report
+
+    problem = "cell 4 raised <ValueError>: broken; the cells after it were not run."
+    entries = locate(cards, None)
+    page = write_report(tmp_path / "r.html", entries, problem=problem).read_text(encoding="utf-8")
+    assert "The scan did not complete:" in page and "&lt;ValueError&gt;" in page
+    data = json.loads(write_report(tmp_path / "r.json", entries, problem=problem).read_text(encoding="utf-8"))
+    assert data["complete"] is False and data["problem"] == problem
+    log = json.loads(write_report(tmp_path / "r.sarif", entries, problem=problem).read_text(encoding="utf-8"))
+    assert_valid_sarif(log)
+    invocation = log["runs"][0]["invocations"][0]
+    assert invocation["executionSuccessful"] is False
+    assert invocation["toolExecutionNotifications"][0]["message"]["text"] == problem
+
+
+def test_malformed_saved_cards_are_read_safely_or_named(tmp_path):
+    """Review: odd values in a saved card (an untrusted notebook) crashed the reports."""
+    good = {"check": "data.outliers", "severity": "high", "title": "T", "metrics": {}}
+    cards = [
+        {"card_id": "a", "subject": "s", "status": "done", "execution_count": float("nan"),
+         "findings": [{**good, "title": 5, "target": None, "summary": None, "references": "x"}],
+         "changes": {"heading": "h", "new": [{"check": "x"}], "metrics": [{"metric": "m"}], "lines": 3},
+         "checks": [{"check": "data.outliers", "status": "done", "seconds": "fast", "progress": float("inf")}]},
+        {"card_id": "b", "subject": "s", "status": "done", "findings": [{**good, "check": 7}]},
+        {"card_id": "c", "subject": "s", "findings": "none"},
+        {"card_id": "d", "subject": "s", "findings": [{"title": "no check"}]},
+    ]
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1,
+                     "outputs": [{"output_type": "display_data", "metadata": {},
+                                  "data": {"application/vnd.mlsec.riskcard+json": c}}]} for c in cards]}
+    entries, problems = cards_in_notebook(nb)
+    assert [e.card.card_id for e in entries] == ["a", "b"]
+    assert len(problems) == 2 and all("could not be read" in p for p in problems)
+    a = entries[0].card
+    assert a.execution_count is None and a.findings[0].title == "5" and a.findings[0].target == ""
+    assert a.changes.new == [] and a.changes.metrics == [] and a.runs[0].seconds is None
+    assert entries[1].card.findings[0].check == "7"
+    from mlsec_jupyter.reports import render
+
+    for kind in ("html", "json", "sarif"):
+        assert render(entries, kind)
+    assert_valid_sarif(json.loads(render(entries, "sarif")))

@@ -293,7 +293,7 @@ def card_text(card: "RiskCard") -> str:
         head = f"Risk card: {subject} (done, max severity: {max_sev})"
     lines = [f"{head} \u2014 {verdict(card)}"]
     if card.changes is not None:
-        lines.append(card.changes.heading() + "".join(f"\n  {clean_text(c)}" for c in card.changes.lines()))
+        lines.append(clean_text(card.changes.heading()) + "".join(f"\n  {clean_text(c)}" for c in card.changes.lines()))
     findings, hidden = card.visible()
     show_target = card.several_targets
     for f in findings[:MAX_LINES]:

@@ -875,9 +875,9 @@ def _pattern_finding(table: Table, labels: Labels, layout: Layout, p: Pattern, b
               f"stamp the pattern on held-out rows of other classes — if predictions jump to '{cls_name}', "
               f"the model is backdoored and must be retrained from cleaned data.")
     if works:
-        advice = (f"Do not deploy this model: the trigger controls it. Remove these rows (or restore their true "
-                  f"labels), retrain from the cleaned data, and re-run this check on the new model; trace where "
-                  f"the rows came from (data source, annotator, augmentation code).")
+        advice = ("Do not deploy this model: the trigger controls it. Remove these rows (or restore their true "
+                  "labels), retrain from the cleaned data, and re-run this check on the new model; trace where "
+                  "the rows came from (data source, annotator, augmentation code).")
     return Finding(CHECK, sev, title, summary, metrics=metrics, indices=table.positions(p.rows),
                    recommendation=advice)
 
