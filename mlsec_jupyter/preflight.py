@@ -239,6 +239,21 @@ def _dp_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: 
             result.block = f"mlsec-jupyter blocked this cell: the privacy ledger cannot be read ({exc})."
 
 
+def _unsettled(session: Any, result: Preflight) -> None:
+    """An earlier DP training is not in the ledger yet (its check still runs): the budget cannot be checked."""
+    blocking = session.config.budget_policy == "block"
+    result.findings.append(Finding(
+        "privacy.dp_budget", Severity.HIGH, "An earlier DP training is still being counted: the budget cannot be checked",
+        f"The privacy check of an earlier training has not finished after {session.config.time_budget:g} s, so its ε "
+        "is not in the ledger yet and this training could not be checked against the budget."
+        + (" The cell was not run (budget_policy=block)." if blocking else ""),
+        metrics={"epsilon": None, "delta": None, "budget_epsilon": None},
+        recommendation="Run %mlsec wait, then run this cell again."))
+    if blocking:
+        result.block = ("mlsec-jupyter blocked this cell: an earlier DP training is not counted in the privacy ledger "
+                        "yet. Run %mlsec wait, then this cell again.")
+
+
 def _check_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: Preflight) -> None:
     ledger = session.ledger
     if not ledger.keys():
@@ -256,6 +271,9 @@ def _check_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, resul
     state = states[0]
     if state.noise_multiplier is None or not state.sample_rate:
         return  # σ or q not known before the first step: the card after the cell still counts it
+    if not session.settle_privacy(session.config.time_budget):
+        _unsettled(session, result)
+        return
     sigma, q = float(state.noise_multiplier), float(state.sample_rate)
     epochs, known = planned_epochs(intent, ns)
     planned = state.planned_history(epochs * state.steps_per_epoch)

@@ -29,7 +29,9 @@ PROGRESS_INTERVAL = 0.5
 TIMEOUT_GRACE = 0.5
 #: Rows a "slow" check looks at by default when it runs by itself (the card says it sampled).
 SLOW_MAX_ROWS = 10_000
-_SHUTDOWN, _FAST, _SLOW = -1, 0, 1  # queue priorities: fast checks of a new card pass slow ones
+_SHUTDOWN, _URGENT, _FAST, _SLOW = -1, 0, 1, 2  # queue priorities: fast checks of a new card pass slow ones
+#: Checks whose result the next cell's pre-run check reads (the privacy ledger): they go before all others.
+URGENT_CHECKS = frozenset({"privacy.dp_budget"})
 _MAX_MESSAGE = 300
 
 
@@ -134,6 +136,12 @@ class _Job:
     abandoned: bool = False
 
 
+def _priority(spec: Any) -> int:
+    if spec.id in URGENT_CHECKS:
+        return _URGENT
+    return _SLOW if spec.cost == "slow" else _FAST
+
+
 class Runner:
     """A small pool of daemon worker threads with a watchdog.
 
@@ -172,7 +180,7 @@ class Runner:
         with self._lock:
             self._jobs.update(jobs)
         for job in jobs:
-            self._queue.put((_SLOW if job.task.spec.cost == "slow" else _FAST, next(self._order), job))
+            self._queue.put((_priority(job.task.spec), next(self._order), job))
 
     def cancel_all(self) -> int:
         """Cancel every queued and running check; returns how many were affected."""

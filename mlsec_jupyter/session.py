@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 import uuid
 import weakref
 from dataclasses import dataclass, fields
@@ -421,6 +422,28 @@ class Session:
                                    delta_hint=m.get("delta"), label=card.subject, source="opacus")
             except Exception:  # a full disk or a locked file must not break the card; %mlsec status says it
                 self.ledger_errors += 1
+
+    def settle_privacy(self, timeout: float) -> bool:
+        """Wait until every DP training seen so far is in the privacy ledger (its check runs in the background
+        and records it when done), so a budget check before the next training counts it; ``False`` if one is
+        still pending after ``timeout`` seconds. Returns at once when none is pending."""
+        end = time.monotonic() + timeout
+        while self._privacy_pending():
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _privacy_pending(self) -> bool:
+        for card in list(self.cards):
+            if any(r.check == "privacy.dp_budget" and not r.status.finished for r in card.runs):
+                return True
+            for f in card.by_check("privacy.dp_budget"):
+                with self._lock:
+                    recorded = id(f) in self._recorded
+                if not recorded and f.metrics.get("dataset_key") and f.metrics.get("history"):
+                    return True
+        return False
 
     def _first_completion(self, card: RiskCard) -> bool:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import nbformat
 import pytest
 from conftest import NOTEBOOKS, cards_in, cell_with
 
@@ -48,3 +49,16 @@ def test_quickstart_cards_show_the_planted_problems(executed_notebook):
     # the cell's own output (the fitted model's repr) is still there
     fit_cell = cell_with(nb, "clf.fit(X_train, y_train)")
     assert any(o.get("output_type") == "execute_result" for o in fit_cell.outputs)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_every_example_notebook_is_saved_clean_and_starts_and_ends_as_documented(name):
+    raw = nbformat.read(NOTEBOOKS / name, as_version=nbformat.NO_CONVERT)
+    nbformat.validate(raw)
+    assert (raw.nbformat, raw.nbformat_minor) == (4, 5) and raw.metadata.kernelspec.name == "python3"
+    ids = [c.id for c in raw.cells]
+    assert len(set(ids)) == len(ids)
+    code = [c for c in raw.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert code[0].source.strip().splitlines()[-1] == "%load_ext mlsec_jupyter"
+    assert code[-1].source.strip() == "%mlsec wait"  # headless runs save complete cards

@@ -211,3 +211,19 @@ def test_a_make_function_the_notebook_defined_is_not_a_data_load():
     assert parse_cell("def make_net():\n    return 1\nnet = make_net()").loads == []
     assert [c.func for c in parse_cell("X, y = make_moons(100)", {"make_moons": make_moons}).loads] == ["make_moons"]
     assert [c.func for c in parse_cell("X, y = datasets.make_blobs(100)").loads] == ["datasets.make_blobs"]
+
+
+def test_a_training_loops_batch_is_not_checked_as_a_data_set(ip):
+    """Review of the example notebooks: a cell that builds a DataLoader and trains had its last mini-batch
+    (``xb, yb``, a few rows) checked as data, with a false "backdoor trigger" on it."""
+    from conftest import card_bundles, run
+
+    run(ip, "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\ntorch.manual_seed(0)\n"
+            "X = torch.rand(100, 8); y = (X[:, 0] > 0.5).long()")
+    _, outputs, _, _ = run(ip, "loader = DataLoader(TensorDataset(X, y), batch_size=32)\n"
+                               "net = torch.nn.Linear(8, 2); opt = torch.optim.SGD(net.parameters(), lr=0.1)\n"
+                               "for xb, yb in loader:\n    out = net(xb)\n"
+                               "    opt.zero_grad(); torch.nn.functional.cross_entropy(out, yb).backward(); opt.step()")
+    targets = {run_["target"] for card in card_bundles(outputs) for run_ in card["checks"]}
+    assert targets and not any(t.startswith(("xb", "yb", "out")) for t in targets), targets
+    assert "loader.dataset (train)" in targets

@@ -121,6 +121,7 @@ class Assembler:
             out += _with_path(self._from_load(call, kinds, ns, used), call.path)
         out += self._model_files(intent, ns)
         if force or intent.loads:
+            used.update(intent.loop_bound)  # a training loop's last batch is not a data set of its own
             out += self._leftovers(kinds, ns, used, require_2d=not force)
         return out
 

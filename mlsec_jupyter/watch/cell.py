@@ -75,6 +75,8 @@ class CellIntent:
     unknown_epoch_loops: int = 0
     #: names iterated by ``for`` loops whose body calls ``backward()`` (the training data)
     train_iterables: list[str] = field(default_factory=list)
+    #: names a training loop binds (its batch ``xb, yb``, ``loss``, ``out``): per-step values, not data sets
+    loop_bound: set[str] = field(default_factory=set)
 
     @property
     def any(self) -> bool:
@@ -270,6 +272,9 @@ class _Visitor(ast.NodeVisitor):
             name = _iterated_name(node.iter)
             if name:
                 self.intent.train_iterables.append(name)
+        if any(isinstance(n, ast.Call) and _dotted(n.func).endswith(".backward") for n in inner):
+            self.intent.loop_bound.update(_target_names(node.target))
+            self.intent.loop_bound.update(n.id for n in inner if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
         self.generic_visit(node)
 
     visit_AsyncFor = visit_For
