@@ -7,6 +7,7 @@ import weakref
 
 import numpy as np
 import pytest
+from conftest import card_bundles, run
 
 from mlsec_jupyter.artifacts import Dataset, Kind, Model, ModelFile, Role, classify, is_sklearn_fitted
 from mlsec_jupyter.watch.assemble import Assembler, SplitMemory
@@ -216,8 +217,6 @@ def test_a_make_function_the_notebook_defined_is_not_a_data_load():
 def test_a_training_loops_batch_is_not_checked_as_a_data_set(ip):
     """Review of the example notebooks: a cell that builds a DataLoader and trains had its last mini-batch
     (``xb, yb``, a few rows) checked as data, with a false "backdoor trigger" on it."""
-    from conftest import card_bundles, run
-
     run(ip, "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\ntorch.manual_seed(0)\n"
             "X = torch.rand(100, 8); y = (X[:, 0] > 0.5).long()")
     _, outputs, _, _ = run(ip, "loader = DataLoader(TensorDataset(X, y), batch_size=32)\n"
