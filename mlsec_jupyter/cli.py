@@ -85,18 +85,12 @@ def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         entries, problem = _saved(path, err)
     else:
         entries, problem, executed = _executed(path, args, err)
-    if entries is None:
+    if entries is None:  # nothing was scanned: the reports say why, so a CI upload step still finds them
         print(f"mlsec-jupyter: {problem}", file=err)
+        _write_reports(args, [], path, problem, err)
         return EXIT_ERROR
-    for kind in ("sarif", "html", "json"):
-        target = getattr(args, kind)
-        if target:
-            try:
-                written = write_report(target, entries, format=kind, notebook=path, problem=problem)
-            except (OSError, ValueError) as exc:
-                print(f"mlsec-jupyter: could not write the {kind} report {target!r}: {exc}", file=err)
-                return EXIT_ERROR
-            print(f"mlsec-jupyter: wrote {written}", file=err)
+    if not _write_reports(args, entries, path, problem, err):
+        return EXIT_ERROR
     if args.output and executed is not None:
         try:
             Path(args.output).write_text(executed, encoding="utf-8")
@@ -108,6 +102,22 @@ def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"mlsec-jupyter: {problem}", file=err)
         return EXIT_ERROR
     return _exit_code(entries, args.fail_on, out)
+
+
+def _write_reports(args: argparse.Namespace, entries: list[Located], path: Path, problem: str | None,
+                   err: TextIO) -> bool:
+    """Write the reports asked for; ``False`` (said on stderr) when one cannot be written."""
+    for kind in ("sarif", "html", "json"):
+        target = getattr(args, kind)
+        if not target:
+            continue
+        try:
+            written = write_report(target, entries, format=kind, notebook=path, problem=problem)
+        except (OSError, ValueError) as exc:
+            print(f"mlsec-jupyter: could not write the {kind} report {target!r}: {exc}", file=err)
+            return False
+        print(f"mlsec-jupyter: wrote {written}", file=err)
+    return True
 
 
 def _exit_code(entries: list[Located], fail_on: str, out: TextIO) -> int:
@@ -201,6 +211,10 @@ def _executed(path: Path, args: argparse.Namespace,
         return None, f"could not start the {kernel!r} kernel: {exc}", None
     text = nbformat.writes(nb)
     entries, _ = cards_in_notebook(nb, text if len(cell_start_lines(text)) == len(nb.cells) else "")
+    running = summary(entries)["cards_still_running"]
+    if running and problem is None:
+        problem = (f"{running} card(s) were still running after the final wait of {args.timeout:g} s (--timeout): "
+                   "their findings are missing.")
     return _with_file_lines(entries, path, len(nb.cells)), problem, text
 
 

@@ -7,6 +7,7 @@ user's cell keeps its own outputs, success or failure and interrupt behaviour (r
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
 import threading
@@ -122,6 +123,7 @@ class Extension:
         self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
         self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
         self._run_serial = 0  # counts cell runs: cards of one run belong together (history.RunKey)
+        self._cell_key: tuple[str, bool] = ("source:", False)  # the running cell (see _key_of_cell)
         self._scanned: set[str] = set()  # model files the running cell's pre-run check already scanned
 
     # -- load / unload --------------------------------------------------------------------------
@@ -191,6 +193,11 @@ class Extension:
                 return ["get_ipython().run_line_magic('mlsec', 'blocked')\n"]
         except KeyboardInterrupt:
             self._interrupted = True
+            config = self.session.config
+            if "block" in (config.file_policy, config.budget_policy):  # unchecked: fail closed, never run it
+                self.blocked_reason = ("mlsec-jupyter did not run this cell: its check before running was "
+                                       "interrupted. Run the cell again to check it.")
+                return ["get_ipython().run_line_magic('mlsec', 'blocked')\n"]
         except Exception:
             log.debug("mlsec pre-run check failed", exc_info=True)
         return lines
@@ -223,8 +230,8 @@ class Extension:
             if self._depth == 1:
                 self._cell_id = getattr(info, "cell_id", None)
                 self._run_serial += 1
-                if isinstance(self._cell_id, str) and self._cell_id:
-                    self.session.history.start(self._cell_id, self._run_serial)
+                self._cell_key = self._key_of_cell(getattr(info, "raw_cell", "") or "")
+                self.session.history.start(self._cell_key[0], self._run_serial)
             if self._depth == 1 and self.display.live:
                 self.display.resend_finished()
             if self._depth == 1:
@@ -321,10 +328,16 @@ class Extension:
             self.display.show(card)
         return card
 
-    def _run_key(self, origin: str) -> RunKey | None:
-        """This cell run, when the front end names the cell (run diffs and reports need a cell id)."""
-        cell = self._cell_id
-        return RunKey(cell, self._run_serial, origin) if isinstance(cell, str) and cell else None
+    def _key_of_cell(self, raw: str) -> tuple[str, bool]:
+        """The running cell as the history knows it: its id (runs compared), else its source (not compared)."""
+        if isinstance(self._cell_id, str) and self._cell_id:
+            return self._cell_id, True
+        return "source:" + hashlib.sha1(raw.encode("utf-8", "replace")).hexdigest(), False
+
+    def _run_key(self, origin: str) -> RunKey:
+        """This cell run and what in it made a card (see :mod:`mlsec_jupyter.history`)."""
+        cell, compare = self._cell_key
+        return RunKey(cell, self._run_serial, origin, compare)
 
     @staticmethod
     def _keep_interrupt(result: Any) -> None:

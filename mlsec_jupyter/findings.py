@@ -324,8 +324,9 @@ class RiskCard:
         Raises ``ValueError`` naming the field when ``data`` is not a risk card."""
         from .changes import Changes
 
-        if not isinstance(data, Mapping) or not isinstance(data.get("findings"), list):
-            raise ValueError(f"Not a risk card: expected a JSON object with a 'findings' list, got "
+        if not isinstance(data, Mapping) or not isinstance(data.get("findings"), list) \
+                or not all(isinstance(f, Mapping) for f in data["findings"]):
+            raise ValueError(f"Not a risk card: expected a JSON object with a 'findings' list of objects, got "
                              f"{type(data).__name__}.")
         try:
             card = cls(str(data.get("subject", "")), cell_id=_text_or_none(data.get("cell_id")),
@@ -333,7 +334,9 @@ class RiskCard:
                        card_id=str(data.get("card_id") or "") or None)
             card.min_severity = Severity.parse(data.get("min_severity", "info"))
             card.add(Finding.from_dict(f) for f in data["findings"])
-            for run in data.get("checks", []):
+            for run in data.get("checks") or []:
+                if not isinstance(run, Mapping) or "check" not in run:
+                    continue  # a broken line of a saved card: the rest of the card is still read
                 card._runs.append(CheckRun(check=str(run["check"]), target=str(run.get("target", "")),
                                            status=CheckStatus(run.get("status", "done")),
                                            message=str(run.get("message", "")),
@@ -342,7 +345,7 @@ class RiskCard:
                                            progress=_finite_or_none(run.get("progress")) or 0.0))
             if isinstance(data.get("changes"), Mapping):
                 card.changes = Changes.from_dict(data["changes"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ValueError(f"Not a readable risk card ({type(exc).__name__}: {exc}).") from None
         return card
 

@@ -3,9 +3,11 @@
 A card made while a cell runs carries a :class:`RunKey`: the cell's id (sent by the front end), a serial
 number of that run, and what in the cell made the card (its subject, or "before the cell ran"). When a
 cell runs again, its earlier cards leave the report and become the "previous run" a new card with the
-same origin is compared with (:func:`mlsec_jupyter.changes.compare`). Cards made without a cell id
-(terminal IPython, nbclient, the API) are kept as they come, the newest :data:`MAX_LOOSE` of them, and
-are never compared: two cells with the same source are not the same cell.
+same origin is compared with (:func:`mlsec_jupyter.changes.compare`). A front end that sends no cell
+id (terminal IPython, nbclient) gets its cells keyed by their source instead, with ``compare=False``:
+the report keeps the latest run of that source, but no run diff is made, since two cells with the same
+source are not the same cell. Cards made outside any cell (the API) are kept as they come, the newest
+:data:`MAX_LOOSE` of them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class RunKey:
     cell: str
     run: int
     origin: str
+    compare: bool = True  # False: the cell is only known by its source, so runs are not compared
 
 
 @dataclass
@@ -59,7 +62,7 @@ class CellCards:
                 return
             cell = self._begin(key.cell, key.run)
             cell.cards.append((key.origin, card))
-            previous = cell.earlier.get(key.origin)
+            previous = cell.earlier.get(key.origin) if key.compare else None
             if previous is not None:
                 self._previous[card.card_id] = previous
                 while len(self._previous) > 4 * self.max_cells:

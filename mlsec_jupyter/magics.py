@@ -348,9 +348,6 @@ class MlsecMagics(Magics):
             key = fingerprint(X)
         except Unsupported as exc:
             raise UsageError(f"%mlsec budget: cannot fingerprint {args.expr}: {exc}.") from None
-        if not self._session.settle_privacy(self._session.config.time_budget):  # trainings still being checked
-            print("Note: an earlier DP training is still being checked, so its ε is not counted below yet; "
-                  "run %mlsec wait first.")
         ledger = self._session.ledger
         settings, words = _pairs(args.words, "budget")
         if words == ["clear"]:

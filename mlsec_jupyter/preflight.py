@@ -22,6 +22,8 @@ A cell's source is known before it runs; some risks are cheaper to stop than to 
 
 from __future__ import annotations
 
+import os
+
 import ast
 import operator
 from dataclasses import dataclass, field, replace
@@ -126,10 +128,15 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
     policy = getattr(session.config, "file_policy", "warn")
     for call in intent.file_loads:
         path = path_of(call, ns, None if intent.dynamic else intent.bound)
+        if intent.changes_dir and call.path and not os.path.isabs(os.path.expanduser(call.path)):
+            path = None  # the cell changes folder first: the relative path may name another file then
+        # fail closed under block; a load in a def the cell only defines runs when a later cell calls it (not seen)
+        deferred = bool(call.enclosing) and call.enclosing not in intent.called
+        blocking = policy == "block" and executes_code(call) and not deferred
         if path is None:
             if executes_code(call) and call.func != "pickle.loads":  # loads: bytes in memory, not a file
                 result.findings.append(_not_located(call))
-                if policy == "block":  # fail closed: a file that cannot be checked is not loaded
+                if blocking:
                     result.block = (f"mlsec-jupyter blocked this cell before it ran: {call.source} loads a model "
                                     "file whose path is only known once the cell runs, so it could not be scanned. "
                                     "Scan it first with %mlsec scanfile PATH (or bind its path to a name in an "
@@ -141,7 +148,6 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
         findings = list(spec.func(path=path, loader=call.func, budget=budget))
         if not any(f.metrics.get("verdict") == "unreadable" for f in findings):
             result.scanned.add(path)  # a file the cell is about to write is scanned after it runs
-        runs_code = executes_code(call)
         findings = [replace(f, summary=f"{f.summary} {PRE_RUN_COVERAGE}") for f in findings]
         result.findings.extend(findings)
         if call.func.endswith("torch.load") and call.keywords.get("weights_only") is False:
@@ -152,8 +158,8 @@ def _model_files(intent: CellIntent, ns: Mapping[str, Any], session: Any, result
                 recommendation="Drop weights_only=False (torch ≥ 2.6 loads tensors and state_dicts safely by "
                                "default) and load a state_dict into a model built in code; or re-save as "
                                "safetensors."))
-        unsafe = [f for f in findings if f.metrics.get("verdict") in ("unsafe", "incomplete")]
-        if unsafe and runs_code and policy == "block":
+        unsafe = [f for f in findings if f.metrics.get("verdict") in ("unsafe", "incomplete", "unreadable")]
+        if unsafe and blocking:
             first = unsafe[0]
             result.block = (f"mlsec-jupyter blocked this cell before it ran: {first.title}. "
                             f"{first.recommendation} To run it anyway: %mlsec config file_policy=warn.")
@@ -239,21 +245,6 @@ def _dp_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: 
             result.block = f"mlsec-jupyter blocked this cell: the privacy ledger cannot be read ({exc})."
 
 
-def _unsettled(session: Any, result: Preflight) -> None:
-    """An earlier DP training is not in the ledger yet (its check still runs): the budget cannot be checked."""
-    blocking = session.config.budget_policy == "block"
-    result.findings.append(Finding(
-        "privacy.dp_budget", Severity.HIGH, "An earlier DP training is still being counted: the budget cannot be checked",
-        f"The privacy check of an earlier training has not finished after {session.config.time_budget:g} s, so its ε "
-        "is not in the ledger yet and this training could not be checked against the budget."
-        + (" The cell was not run (budget_policy=block)." if blocking else ""),
-        metrics={"epsilon": None, "delta": None, "budget_epsilon": None},
-        recommendation="Run %mlsec wait, then run this cell again."))
-    if blocking:
-        result.block = ("mlsec-jupyter blocked this cell: an earlier DP training is not counted in the privacy ledger "
-                        "yet. Run %mlsec wait, then this cell again.")
-
-
 def _check_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, result: Preflight) -> None:
     ledger = session.ledger
     if not ledger.keys():
@@ -271,9 +262,6 @@ def _check_budget(intent: CellIntent, ns: Mapping[str, Any], session: Any, resul
     state = states[0]
     if state.noise_multiplier is None or not state.sample_rate:
         return  # σ or q not known before the first step: the card after the cell still counts it
-    if not session.settle_privacy(session.config.time_budget):
-        _unsettled(session, result)
-        return
     sigma, q = float(state.noise_multiplier), float(state.sample_rate)
     epochs, known = planned_epochs(intent, ns)
     planned = state.planned_history(epochs * state.steps_per_epoch)

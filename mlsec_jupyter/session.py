@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 import uuid
 import weakref
 from dataclasses import dataclass, fields
@@ -202,10 +201,10 @@ def check_title(check: str) -> str:
     """A registered check's title ("Label flips"), or its id for a check no longer registered."""
     from .checks.registry import get_check, load_builtin_checks
 
-    load_builtin_checks()
     try:
+        load_builtin_checks()
         return get_check(check).title
-    except (KeyError, ValueError):
+    except Exception:  # noqa: BLE001 - a check gone since (a saved card), or a registry that fails to load
         return check
 
 
@@ -274,6 +273,7 @@ class Session:
             if isinstance(artifact, DPTraining):
                 artifact.ledger = self.ledger
                 artifact.run_id = f"{self.session_id}:{artifact.run_id}"
+                self._count_if_budgeted(artifact)
         tasks = plan(artifacts)
         _link_dp_models(artifacts, tasks)
         if only is None:  # a probe's rows (%mlsec probe MODEL X Y) are not what the model was fitted on
@@ -423,27 +423,23 @@ class Session:
             except Exception:  # a full disk or a locked file must not break the card; %mlsec status says it
                 self.ledger_errors += 1
 
-    def settle_privacy(self, timeout: float) -> bool:
-        """Wait until every DP training seen so far is in the privacy ledger (its check runs in the background
-        and records it when done), so a budget check before the next training counts it; ``False`` if one is
-        still pending after ``timeout`` seconds. Returns at once when none is pending."""
-        end = time.monotonic() + timeout
-        while self._privacy_pending():
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.02)
-        return True
-
-    def _privacy_pending(self) -> bool:
-        for card in list(self.cards):
-            if any(r.check == "privacy.dp_budget" and not r.status.finished for r in card.runs):
-                return True
-            for f in card.by_check("privacy.dp_budget"):
-                with self._lock:
-                    recorded = id(f) in self._recorded
-                if not recorded and f.metrics.get("dataset_key") and f.metrics.get("history"):
-                    return True
-        return False
+    def _count_if_budgeted(self, artifact: DPTraining) -> None:
+        """Write a DP training on data with a privacy budget into the ledger now, on the calling thread (the
+        cell's post-run hook), so the next training's budget check counts it even while this card's checks
+        still wait in the queue or are cancelled. Its card records the same entry again when done (the same
+        run id: replaced, not added). Data without a budget is left to the card (no fingerprint here)."""
+        try:
+            ledger = self.ledger
+            history = [(float(s), float(q), int(t)) for s, q, t in list(getattr(artifact.state, "history", []) or [])]
+            if not history or artifact.train is None or not ledger.keys():
+                return
+            key = self.data_key(artifact.train.X)
+            limit = ledger.budget(key)
+            if limit is not None:
+                ledger.record(key, run_id=artifact.run_id, history=history, delta_hint=limit[1],
+                              label=artifact.label, source="opacus")
+        except Exception:  # noqa: BLE001 - the card's own record still follows; %mlsec status counts failures
+            self.ledger_errors += 1
 
     def _first_completion(self, card: RiskCard) -> bool:
         with self._lock:

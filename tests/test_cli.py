@@ -141,9 +141,12 @@ def test_a_missing_kernel_and_a_cell_timeout_exit_2_with_what_was_found(tmp_path
     nb.metadata["kernelspec"] = {"name": "no-such-kernel-here", "display_name": "x", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell("x = 1")]
     nbformat.write(nb, tmp_path / "k.ipynb")
-    done = _scan("k.ipynb", cwd=tmp_path)
+    done = _scan("k.ipynb", "--sarif", "k.sarif", cwd=tmp_path)
     assert done.returncode == 2 and "there is no 'no-such-kernel-here' kernel" in done.stderr
     assert "Traceback" not in done.stderr
+    log = json.loads((tmp_path / "k.sarif").read_text(encoding="utf-8"))  # a CI upload step still finds it
+    assert_valid_sarif(log)
+    assert log["runs"][0]["invocations"][0]["executionSuccessful"] is False and log["runs"][0]["results"] == []
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)"),
                 nbformat.v4.new_code_cell("import time\ntime.sleep(60)"), nbformat.v4.new_code_cell("after = 1")]
@@ -154,3 +157,28 @@ def test_a_missing_kernel_and_a_cell_timeout_exit_2_with_what_was_found(tmp_path
     data = json.loads((tmp_path / "partial.json").read_text(encoding="utf-8"))
     assert data["complete"] is False and [c["subject"] for c in data["cards"]] == ["X, y"]
     assert data["cards"][0]["status"] == "done"
+
+
+SLOW_CHECK = """import time
+from mlsec_jupyter.checks.registry import register_check
+from mlsec_jupyter.findings import Finding
+
+@register_check("test.slow", applies_to="dataset", title="Slow", force=True)
+def slow(*, X, budget):
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        budget.checkpoint()
+        time.sleep(0.05)
+    return [Finding("test.slow", "info", "slow done")]"""
+
+
+def test_checks_still_running_after_the_final_wait_make_the_scan_incomplete(tmp_path):
+    """Review: the scan said "complete" and exited 0 while a card was still running."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SLOW_CHECK),
+                nbformat.v4.new_code_cell("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)")]
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    done = _scan("slow.ipynb", "--timeout", "3", "--json", "r.json", "--fail-on", "never", cwd=tmp_path)
+    assert done.returncode == 2 and "still running after the final wait of 3 s" in done.stderr, done.stderr
+    data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert data["complete"] is False and data["summary"]["cards_still_running"] == 1

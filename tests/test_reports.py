@@ -223,13 +223,15 @@ def test_malformed_saved_cards_are_read_safely_or_named(tmp_path):
         {"card_id": "b", "subject": "s", "status": "done", "findings": [{**good, "check": 7}]},
         {"card_id": "c", "subject": "s", "findings": "none"},
         {"card_id": "d", "subject": "s", "findings": [{"title": "no check"}]},
+        {"card_id": "e", "subject": "s", "findings": ["a string, not a finding"]},
+        {"card_id": "f", "subject": "s", "findings": [{**good, "indices": [float("inf")]}]},
     ]
     nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1,
                      "outputs": [{"output_type": "display_data", "metadata": {},
                                   "data": {"application/vnd.mlsec.riskcard+json": c}}]} for c in cards]}
     entries, problems = cards_in_notebook(nb)
     assert [e.card.card_id for e in entries] == ["a", "b"]
-    assert len(problems) == 2 and all("could not be read" in p for p in problems)
+    assert len(problems) == 4 and all("could not be read" in p for p in problems)
     a = entries[0].card
     assert a.execution_count is None and a.findings[0].title == "5" and a.findings[0].target == ""
     assert a.changes.new == [] and a.changes.metrics == [] and a.runs[0].seconds is None
@@ -239,3 +241,15 @@ def test_malformed_saved_cards_are_read_safely_or_named(tmp_path):
     for kind in ("html", "json", "sarif"):
         assert render(entries, kind)
     assert_valid_sarif(json.loads(render(entries, "sarif")))
+
+
+def test_without_cell_ids_the_report_keeps_the_latest_run_of_each_cell_source(ip):
+    """Review: a front end that sends no cell ids (terminal IPython, nbclient) got every re-run reported."""
+    load = "from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)"
+    for _ in range(3):
+        _, outputs, _, _ = run(ip, load)
+    (last,) = card_bundles(outputs)
+    assert "changes" not in last  # runs are compared only by cell id
+    run(ip, "%mlsec report plain.json")
+    cards = json.loads(Path("plain.json").read_text(encoding="utf-8"))["cards"]
+    assert [c["card_id"] for c in cards] == [last["card_id"]]

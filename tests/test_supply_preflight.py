@@ -251,3 +251,46 @@ def test_a_load_whose_file_cannot_be_located_says_so(ip, files):
     assert result.success
     titles = [f["title"] for c in card_bundles(outputs) for f in _supply(c)]
     assert "A model file this cell loads could not be scanned before it ran" in titles, titles
+
+
+BYPASSES = {  # second review of issue 8: each of these once loaded evil.pkl under file_policy=block
+    "a second with rebinds f": "with open(good, 'rb') as f:\n    pass\nwith open(str(evil), 'rb') as f:\n"
+                               "    obj = pickle.load(f)",
+    "a for loop binds f": "for f in [open(evil, 'rb')]:\n    obj = pickle.load(f)",
+    "a walrus rebinds f": "f = open(good, 'rb')\n(f := open(evil, 'rb'))\nobj = pickle.load(f)",
+    "a parameter shadows good": "def g(good):\n    with open(good, 'rb') as f:\n        return pickle.load(f)\n"
+                                "obj = g(evil)",
+    "a lambda parameter": "g = lambda good: pickle.load(open(good, 'rb'))\nobj = g(evil)",
+    "a match capture": "match 'evil.pkl':\n    case good:\n        obj = pickle.load(open(good, 'rb'))",
+    "os.path.join of a folder": "import os\nobj = pickle.load(open(os.path.join(folder, 'evil.pkl'), 'rb'))",
+    "Path(folder, name)": "from pathlib import Path\nobj = pickle.load(open(Path(folder, 'evil.pkl'), 'rb'))",
+    "pickle.loads of a file's bytes": "obj = pickle.loads(open('evil.pkl', 'rb').read())",
+    "pickle.loads(Path.read_bytes())": "from pathlib import Path\nobj = pickle.loads(Path(evil).read_bytes())",
+    "os.chdir before a relative path": "import os\nos.chdir(sub)\nobj = pickle.load(open('evil.pkl', 'rb'))",
+    "a file the cell copies first": "import shutil\nshutil.copy('evil.pkl', 'fresh.pkl')\n"
+                                    "obj = pickle.load(open('fresh.pkl', 'rb'))",
+}
+
+
+@pytest.mark.parametrize("cell", list(BYPASSES.values()), ids=list(BYPASSES))
+def test_block_policy_holds_against_rebinding_shadowing_and_computed_paths(ip, files, cell):
+    (files / "sub").mkdir()
+    (files / "sub" / "evil.pkl").write_bytes(EVIL)
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    run(ip, f"import pickle\ngood, evil, folder, sub = 'good.pkl', 'evil.pkl', {str(files)!r}, 'sub'")
+    result, _, _, _ = run(ip, cell)
+    assert not result.success and "obj" not in ip.user_ns, cell
+    assert "blocked this cell" in str(result.error_in_exec) and not (files / "pwned").exists()
+
+
+def test_safe_forms_are_not_blocked_and_a_helper_only_defined_is_not_run(ip, files):
+    ip.run_line_magic("mlsec", "config file_policy=block")
+    for cell in ("p = 'good.pkl'\nwith open(p, 'rb') as f:\n    obj = pickle.load(f)",
+                 "p = 'good.pkl'\nf = open(p, 'rb')\nobj = pickle.load(f)"):
+        result, _, _, _ = run(ip, "import pickle\n" + cell)
+        assert result.success and ip.user_ns["obj"] == {"weights": [1.0, 2.0], "name": "ok"}, cell
+    # a def the cell only defines runs when a later cell calls it: not blocked, the card says it was not scanned
+    result, outputs, _, _ = run(ip, "import pickle\ndef load(p):\n    return pickle.load(open(p, 'rb'))")
+    assert result.success
+    titles = [f["title"] for c in card_bundles(outputs) for f in _supply(c)]
+    assert titles == ["A model file this cell loads could not be scanned before it ran"]

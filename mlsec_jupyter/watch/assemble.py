@@ -241,7 +241,8 @@ class Assembler:
 
         out: list[Artifact] = []
         for c in intent.file_loads:
-            path = c.path or path_of(c, ns, set())
+            # in a def, a name is the function's own (a parameter, a local), not the notebook's variable
+            path = c.path or (None if c.enclosing else path_of(c, ns, set()))
             if path:
                 out.append(ModelFile(path=path, loader=c.func, name=", ".join(c.targets), source=c.source))
         return out

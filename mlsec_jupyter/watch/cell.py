@@ -7,6 +7,7 @@ trigger words is not parsed at all, so ordinary cells cost a regex search.
 from __future__ import annotations
 
 import ast
+import collections
 import os
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Call:
     keywords: dict[str, object] = field(default_factory=dict)  # constant keyword arguments
     dynamic_keywords: set[str] = field(default_factory=set)  # keyword arguments given by an expression; "**"
     n_args: int = 0  # positional arguments
+    enclosing: str = ""  # the def (outermost) the call is written in: it runs only when that is called
 
 
 @dataclass
@@ -77,6 +79,9 @@ class CellIntent:
     train_iterables: list[str] = field(default_factory=list)
     #: names a training loop binds (its batch ``xb, yb``, ``loss``, ``out``): per-step values, not data sets
     loop_bound: set[str] = field(default_factory=set)
+    #: plain names the cell calls (``g`` in ``g(x)``): a def of the cell that is also called here runs here
+    called: set[str] = field(default_factory=set)
+    changes_dir: bool = False  # os.chdir(...): a relative path may name another file by the time it is read
 
     @property
     def any(self) -> bool:
@@ -144,10 +149,13 @@ def _home_of(value: object) -> str | None:
 
 
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, source: str, intent: CellIntent, ns: dict | None = None) -> None:
+    def __init__(self, source: str, intent: CellIntent, ns: dict | None = None,
+                 bindings: collections.Counter | None = None) -> None:
         self.source = source
         self.intent = intent
         self.ns = ns
+        self.bindings = bindings if bindings is not None else collections.Counter()
+        self._functions: list[str] = []  # the defs the visitor is inside, outermost first
         self.aliases: dict[str, str] = {}  # ``import pickle as pk`` → {"pk": "pickle"}
         self._open_files: dict[str, str] = {}  # ``with open("m.pkl", "rb") as f`` → {"f": "m.pkl"}
         self._open_names: dict[str, str] = {}  # ``with open(p, "rb") as f`` → {"f": "p"} (p bound earlier)
@@ -177,7 +185,7 @@ class _Visitor(ast.NodeVisitor):
         if path is not None:
             self._open_files[names[0]] = path
         elif (opened := _opened_name(value)) is not None:
-            self._open_names[names[0]] = opened
+            self._remember_opened(names[0], opened)
         elif isinstance(value, (ast.Name, ast.Attribute)) and _dotted(value):
             self.aliases[names[0]] = self._resolve(_dotted(value))
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
@@ -213,24 +221,45 @@ class _Visitor(ast.NodeVisitor):
         resolved = self._resolve(func)
         return resolved if _is_code_loader(resolved, call) else None
 
-    def _own_maker(self, func: str) -> bool:
-        """``make_net()``: a ``make_*`` function the notebook defined builds something (a model); unlike
-        scikit-learn's ``make_*`` generators it loads no data."""
-        if not func.rsplit(".", 1)[-1].startswith("make_"):
-            return False
-        return func in self.intent.bound or self._resolve(func).startswith("__main__.")
-
     visit_ImportFrom = visit_Import
 
     def _define(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
         self.intent.bound.add(node.name)
         saw = self._saw_backward, self._saw_step
-        self.generic_visit(node)
+        inside = not isinstance(node, ast.ClassDef)
+        if inside:
+            self._functions.append(node.name)
+        try:
+            self.generic_visit(node)
+        finally:
+            if inside:
+                self._functions.pop()
         # a definition trains nothing: backward()/step() inside a def do not make this a training cell
         self._saw_backward, self._saw_step = saw
         self.intent.torch_training = self._saw_backward and self._saw_step
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _define
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self.intent.bound.add(node.arg)  # a parameter shadows the notebook's variable of that name
+
+    def visit_MatchAs(self, node: ast.MatchAs | ast.MatchStar) -> None:
+        if node.name:
+            self.intent.bound.add(node.name)
+        self.generic_visit(node)
+
+    visit_MatchStar = visit_MatchAs
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.intent.bound.add(node.rest)
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.intent.bound.add(node.name)
+        self.generic_visit(node)
+
 
     def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
         self.intent.dynamic = True
@@ -255,8 +284,15 @@ class _Visitor(ast.NodeVisitor):
             if path is not None:
                 self._open_files[item.optional_vars.id] = path
             elif (opened := _opened_name(item.context_expr)) is not None:
-                self._open_names[item.optional_vars.id] = opened
+                self._remember_opened(item.optional_vars.id, opened)
         self.generic_visit(node)
+
+    def _remember_opened(self, name: str, opened: str) -> None:
+        """``f`` opened from the path ``p`` holds: the literal ``p`` was bound to in this cell, else ``p``."""
+        if opened in self._open_files:
+            self._open_files[name] = self._open_files[opened]
+        else:
+            self._open_names[name] = opened
 
     visit_AsyncWith = visit_With
 
@@ -287,7 +323,11 @@ class _Visitor(ast.NodeVisitor):
             if receiver and "." not in receiver:
                 self.intent.touched.add(receiver)
         call = self._make_call(node, func, targets)
+        if isinstance(node.func, ast.Name):
+            self.intent.called.add(node.func.id)
         leaf = func.rsplit(".", 1)[-1]
+        if leaf == "chdir":
+            self.intent.changes_dir = True
         if leaf in _DYNAMIC_CALLS:
             self.intent.dynamic = True
         if leaf in _FIT_METHODS and isinstance(node.func, ast.Attribute):
@@ -298,7 +338,7 @@ class _Visitor(ast.NodeVisitor):
             call.func = loader
             self.intent.file_loads.append(call)
             self.intent.loads.append(call)
-        elif _is_load(func) and not self._own_maker(func):
+        elif _is_load(func):
             self.intent.loads.append(call)
         if leaf == "backward":
             self._saw_backward = True
@@ -326,22 +366,27 @@ class _Visitor(ast.NodeVisitor):
                 args = [name]
         segment = ast.get_source_segment(self.source, node) or func
         return Call(func=func, targets=targets, args=args, source=segment[:200], path=path, keywords=keywords,
-                    dynamic_keywords=dynamic, n_args=len(node.args))
+                    dynamic_keywords=dynamic, n_args=len(node.args),
+                    enclosing=self._functions[0] if self._functions else "")
 
     def _file_of(self, node: ast.AST) -> tuple[str | None, str | None]:
         """(literal path, name holding the path or file) of a loader's file argument: ``"m.pkl"``,
         ``open("m.pkl")``, ``f`` from ``with open(...) as f`` / ``f = open(...)``, or ``p`` in ``open(p)``."""
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.args \
+                and node.func.attr in ("read", "read_bytes"):
+            node = node.func.value  # pickle.loads(open(p, "rb").read()), pickle.loads(Path(p).read_bytes())
         path = _literal_path(node)
         if path is not None:
             return path, None
-        if isinstance(node, ast.Name):
-            if node.id in self._open_names:  # a file opened in this cell from a path an earlier cell bound
-                return None, self._open_names[node.id]
-            return self._open_files.get(node.id), node.id
-        if isinstance(node, ast.Call) and _dotted(node.func) in _PATH_CALLS and node.args \
-                and isinstance(node.args[0], ast.Name):
-            return self._open_files.get(node.args[0].id), node.args[0].id
-        return None, None
+        name = node.id if isinstance(node, ast.Name) else _opened_name(node)
+        if name is None:
+            return None, None
+        if self.bindings[name] > 1:  # rebound in the cell (a loop, a second with...): not known before it runs
+            self.intent.bound.add(name)
+            return None, name
+        if isinstance(node, ast.Name) and name in self._open_names:  # opened here from a path bound earlier
+            return None, self._open_names[name]
+        return self._open_files.get(name), name
 
 
 _PATH_CALLS = {"open", "io.open", "Path", "pathlib.Path", "os.path.join", "gzip.open", "bz2.open", "lzma.open"}
@@ -359,8 +404,9 @@ def _opened_name(node: ast.AST) -> str | None:
     """``p`` in ``open(p, "rb")`` / ``Path(p)`` / ``Path(p).open()``: the name holding the path a file is opened from."""
     node = _path_open(node)
     if isinstance(node, ast.Call) and _dotted(node.func) in _PATH_CALLS and node.args \
-            and isinstance(node.args[0], ast.Name) and _dotted(node.func) != "os.path.join":
-        return node.args[0].id
+            and isinstance(node.args[0], ast.Name) and _dotted(node.func) != "os.path.join" \
+            and (len(node.args) == 1 or _dotted(node.func) not in ("Path", "pathlib.Path")):
+        return node.args[0].id  # open(p, "rb") / Path(p); not Path(d, "m.pkl") nor os.path.join(d, ...)
     return None
 
 
@@ -439,7 +485,28 @@ def parse_cell(source: str, ns: dict | None = None) -> CellIntent:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return intent
     try:
-        _Visitor(source, intent, ns).visit(tree)
+        _Visitor(source, intent, ns, _binding_counts(tree)).visit(tree)
     except RecursionError:
         return CellIntent()
     return intent
+
+
+def _binding_counts(tree: ast.AST) -> collections.Counter:
+    """How many places in the cell bind each name (assignments, ``with ... as``, ``for`` targets, walrus,
+    ``except ... as``, imports, parameters, ``match`` captures): a path or an open file is only followed
+    through a name the cell binds exactly once."""
+    counts: collections.Counter = collections.Counter()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            counts[node.id] += 1
+        elif isinstance(node, ast.arg):
+            counts[node.arg] += 1
+        elif isinstance(node, ast.alias):
+            counts[node.asname or node.name.split(".", 1)[0]] += 1
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and getattr(node, "name", None):
+            counts[node.name] += 1
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            counts[node.rest] += 1
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            counts[node.name] += 1
+    return counts
