@@ -97,7 +97,7 @@ def test_the_budget_and_the_ledger_are_shown(nb):
     assert "privacy budget of train_loader" in text and "ε = 5 at δ = 1e-05" in text
     assert spent(text) == (0.0, 0, 5.0)
     first, second = (stdout(c) for c in nb.cells
-                     if c.cell_type == "code" and c.source.strip() == "%mlsec wait\n%mlsec budget train_loader")
+                     if c.cell_type == "code" and c.source.strip() == "%mlsec budget train_loader")
     card_eps = dp_finding(training_card(nb, "for xb, yb in dp_loader:"))["metrics"]["epsilon"]
     eps1, runs1, left1 = spent(first)
     assert runs1 == 1 and eps1 == pytest.approx(card_eps, abs=0.006) and left1 == pytest.approx(BUDGET - eps1, abs=0.01)
