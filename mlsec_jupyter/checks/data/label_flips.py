@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
+from .._intervals import proportion_ci
 from .._tabular import Labels, Table, UnsupportedData, plural, prepare_features, labels_for
 from ..budget import Budget
 from ..registry import register_check
@@ -398,6 +399,9 @@ def _finding(table: Table, labels: Labels, valid: np.ndarray, codes: np.ndarray,
     top_pairs = sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PAIRS]
     metrics: dict[str, Any] = {
         "estimated_flip_rate": round(rate, 6),
+        # the sampling interval of the flagged share (95% Clopper–Pearson over the rows scored); the
+        # detector's own misses and false flags are not in it
+        "estimated_flip_rate_ci": proportion_ci(len(flagged), n),
         "n_flagged": int(len(flagged)),
         "n_labelled": int(n),
         "class_pairs": [{"label": a, "looks_like": b, "count": c} for (a, b), c in top_pairs],

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
+from .._intervals import clopper_pearson
 from .._models import seeded_clone
 from .._tabular import n_samples
 from ..budget import Budget, CheckTimeout
@@ -182,18 +183,6 @@ def advantage(member_scores: Any, nonmember_scores: Any, threshold: float | None
         return float(np.mean(m >= threshold) - np.mean(n >= threshold))
     fpr, tpr, _ = roc(m, n)
     return float(np.max(tpr - fpr))
-
-
-def clopper_pearson(k: Any, n: Any, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided Clopper–Pearson interval of a binomial proportion ``k/n`` (vectorised)."""
-    from scipy.stats import beta
-
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    alpha = 1.0 - confidence
-    lower = np.where(k > 0, beta.ppf(alpha / 2.0, np.maximum(k, 1e-300), n - k + 1.0), 0.0)
-    upper = np.where(k < n, beta.ppf(1.0 - alpha / 2.0, k + 1.0, np.maximum(n - k, 1e-300)), 1.0)
-    return lower, upper
 
 
 def epsilon_from_rates(fpr: Any, fnr: Any, delta: float = 0.0) -> np.ndarray:

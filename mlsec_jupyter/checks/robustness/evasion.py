@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
+from .._intervals import rate_ci
 from ..budget import Budget, CheckTimeout
 from ..registry import register_check
 from . import _attacks as A
@@ -396,9 +397,12 @@ def _metrics(ctx: _Context, result: dict[str, Any], gap: float, held_out: bool, 
         "attack": ctx.kind, "norm": ctx.norm, "eps": list(ctx.eps),
         "robust_accuracy": [round(v, 4) for v in result.pop("robust_accuracy")],
         "clean_accuracy": round(float(np.mean(ctx.clean)), 4),
+        # 95% Clopper–Pearson intervals over the rows attacked (a sample of the data: Q9)
+        "clean_accuracy_ci": rate_ci(float(np.mean(ctx.clean)), ctx.target.n_rows),
         "eps_unit": unit, "class_half_gap": round_sig(gap, 3) if np.isfinite(gap) else None,
         "n_rows": ctx.target.n_rows, "rows": "held-out" if held_out else "training",
     }
+    m["robust_accuracy_ci"] = [rate_ci(v, ctx.target.n_rows) for v in m["robust_accuracy"]]
     if ctx.kind in ("pgd", "fgsm"):
         m["steps"] = 1 if ctx.kind == "fgsm" else ctx.steps
         if ctx.kind == "pgd":
