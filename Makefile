@@ -39,6 +39,7 @@ bench: install
 	$(PY) bench/privacy_membership.py
 	$(PY) bench/robustness.py
 	$(PY) bench/supply.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
