@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from .findings import CARD_MIME, Severity
-from .reports import Located, cards_in_notebook, cell_start_lines, summary, write_report
+from .reports import Located, cards_in_notebook, cell_start_lines, read_notebook, summary, write_report
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -146,10 +146,8 @@ def _print_summary(entries: list[Located], path: Path, out: TextIO) -> None:
 
 # -- reading saved cards ----------------------------------------------------------------------------------
 def _saved(path: Path, err: TextIO) -> tuple[list[Located] | None, str | None]:
-    from .reports import _read_notebook
-
     try:
-        nb, text = _read_notebook(path)
+        nb, text = read_notebook(path)
     except ValueError as exc:
         return None, str(exc)
     entries, problems = cards_in_notebook(nb, text)
@@ -209,13 +207,12 @@ def _executed(path: Path, args: argparse.Namespace,
         problem = f"the kernel died: {exc}"
     except RuntimeError as exc:  # the kernel failed to start
         return None, f"could not start the {kernel!r} kernel: {exc}", None
-    text = nbformat.writes(nb)
-    entries, _ = cards_in_notebook(nb, text if len(cell_start_lines(text)) == len(nb.cells) else "")
+    entries, _ = cards_in_notebook(nb)  # the lines are those of the file on disk (_with_file_lines)
     running = summary(entries)["cards_still_running"]
     if running and problem is None:
         problem = (f"{running} card(s) were still running after the final wait of {args.timeout:g} s (--timeout): "
                    "their findings are missing.")
-    return _with_file_lines(entries, path, len(nb.cells)), problem, text
+    return _with_file_lines(entries, path, len(nb.cells)), problem, nbformat.writes(nb)
 
 
 def _run_extra(client: Any, nb: Any, source: str, timeout: float) -> None:

@@ -123,7 +123,7 @@ class Extension:
         self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
         self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
         self._run_serial = 0  # counts cell runs: cards of one run belong together (history.RunKey)
-        self._cell_key: tuple[str, bool] = ("source:", False)  # the running cell (see _key_of_cell)
+        self._raw_cell = ""  # the running cell's source (its key when the front end sends no cell id)
         self._scanned: set[str] = set()  # model files the running cell's pre-run check already scanned
 
     # -- load / unload --------------------------------------------------------------------------
@@ -230,8 +230,9 @@ class Extension:
             if self._depth == 1:
                 self._cell_id = getattr(info, "cell_id", None)
                 self._run_serial += 1
-                self._cell_key = self._key_of_cell(getattr(info, "raw_cell", "") or "")
-                self.session.history.start(self._cell_key[0], self._run_serial)
+                self._raw_cell = getattr(info, "raw_cell", "") or ""
+                if isinstance(self._cell_id, str) and self._cell_id:  # its earlier cards leave the report now
+                    self.session.history.start(self._cell_id, self._run_serial)
             if self._depth == 1 and self.display.live:
                 self.display.resend_finished()
             if self._depth == 1:
@@ -328,16 +329,13 @@ class Extension:
             self.display.show(card)
         return card
 
-    def _key_of_cell(self, raw: str) -> tuple[str, bool]:
-        """The running cell as the history knows it: its id (runs compared), else its source (not compared)."""
-        if isinstance(self._cell_id, str) and self._cell_id:
-            return self._cell_id, True
-        return "source:" + hashlib.sha1(raw.encode("utf-8", "replace")).hexdigest(), False
-
     def _run_key(self, origin: str) -> RunKey:
-        """This cell run and what in it made a card (see :mod:`mlsec_jupyter.history`)."""
-        cell, compare = self._cell_key
-        return RunKey(cell, self._run_serial, origin, compare)
+        """This cell run and what in it made a card (see :mod:`mlsec_jupyter.history`): the cell is known by its
+        id (runs compared), else by its source (not compared; hashed only here, when a card is made)."""
+        if isinstance(self._cell_id, str) and self._cell_id:
+            return RunKey(self._cell_id, self._run_serial, origin)
+        digest = hashlib.sha1(self._raw_cell.encode("utf-8", "replace")).hexdigest()
+        return RunKey("source:" + digest, self._run_serial, origin, compare=False)
 
     @staticmethod
     def _keep_interrupt(result: Any) -> None:

@@ -76,7 +76,7 @@ def cell_start_lines(text: str) -> list[int]:
     return [n for n, line in enumerate(text.splitlines(), 1) if re.match(r'\s*"cell_type"\s*:\s*"', line)]
 
 
-def _read_notebook(path: str | Path) -> tuple[dict[str, Any], str]:
+def read_notebook(path: str | Path) -> tuple[dict[str, Any], str]:
     """A notebook file's JSON and text; ``ValueError`` with what was found when it is not a notebook."""
     path = Path(path)
     try:
@@ -125,7 +125,7 @@ def locate(cards: Iterable[RiskCard], notebook: str | Path | None) -> list[Locat
     where: dict[str, tuple[int, int | None]] = {}
     if notebook is not None and Path(notebook).is_file():
         try:
-            nb, text = _read_notebook(notebook)
+            nb, text = read_notebook(notebook)
         except ValueError:
             nb, text = {"cells": []}, ""
         lines = cell_start_lines(text)
@@ -152,9 +152,9 @@ def _all_findings(entries: list[Located]) -> list[tuple[Located, Finding]]:
 def summary(entries: list[Located]) -> dict[str, Any]:
     """Counts by severity, the highest severity, and checks that did not finish normally."""
     counts = {s.label: 0 for s in reversed(Severity)}
-    for _, f in _all_findings(entries):
-        counts[f.severity.label] += 1
     found = [f.severity for _, f in _all_findings(entries)]
+    for severity in found:
+        counts[severity.label] += 1
     unfinished = sum(1 for e in entries for r in e.card.runs if r.status not in (CheckStatus.DONE, CheckStatus.SKIPPED))
     return {"cards": len(entries), "findings": sum(counts.values()), "by_severity": counts,
             "max_severity": max(found).label if found else None, "checks_not_finished": unfinished,
@@ -441,4 +441,5 @@ def write_report(path: str | Path, entries: list[Located], *, format: str | None
 
 
 __all__ = ["FORMATS", "Located", "cards_in_notebook", "format_for", "html_report", "json_report", "locate",
+           "read_notebook",
            "render", "sarif_report", "summary", "write_report"]

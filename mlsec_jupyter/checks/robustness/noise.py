@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
+from .._intervals import clopper_pearson
 from .._models import BATCH_CELLS
 from ..budget import Budget
 from ._attacks import row_chunks
@@ -63,10 +64,8 @@ def smoothing_radius(p_a: Any, sigma: float, p_b: Any = None) -> np.ndarray:
 
 
 def _lower_bound(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
-    """One-sided Clopper–Pearson lower bound on a binomial proportion."""
-    from scipy.stats import beta
-
-    return np.where(k > 0, beta.ppf(alpha, np.maximum(k, 1), n - k + 1), 0.0)
+    """One-sided Clopper–Pearson lower bound at level 1 − α: the lower end of the two-sided 1 − 2α interval."""
+    return clopper_pearson(k, n, confidence=1.0 - 2.0 * alpha)[0]
 
 
 def _noisy(values: np.ndarray, sc: Scale, sigma: float, rng: np.random.Generator, draws: int) -> np.ndarray:
