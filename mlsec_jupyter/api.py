@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, framework_of
+from .checks._parallel import parse_backend
 from .checks.budget import Budget
 from .checks.registry import run_check
 from .findings import CheckStatus, RiskCard
@@ -18,12 +19,13 @@ from .session import plan, subject_of
 __all__ = ["scan_data", "scan_model", "scan_file", "run_check", "report"]
 
 
-def _run(card: RiskCard, artifacts: list[Any], seconds: float, max_rows: int) -> RiskCard:
+def _run(card: RiskCard, artifacts: list[Any], seconds: float, max_rows: int, backend: str = "local") -> RiskCard:
+    where = parse_backend(backend)
     tasks = plan(artifacts)
     runs = [card.expect(t.spec.id, t.target) for t in tasks]
     for task, run in zip(tasks, runs):
         card.finish_run(run, CheckStatus.RUNNING)
-        outcome = execute(task, Budget(seconds=seconds, max_rows=max_rows))
+        outcome = execute(task, Budget(seconds=seconds, max_rows=max_rows, backend=where))
         card.add(with_target(outcome.findings, task.target))
         card.finish_run(run, outcome.status, message=outcome.message, seconds=outcome.seconds,
                         sampled=outcome.sampled)
@@ -47,8 +49,13 @@ def scan_data(X: Any, y: Any = None, *, X_test: Any = None, y_test: Any = None, 
 
 
 def scan_model(model: Any, X_train: Any = None, y_train: Any = None, X_test: Any = None, y_test: Any = None,
-               *, name: str = "model", time_budget: float = 30.0, sample_size: int = 200_000) -> RiskCard:
-    """Run every check that applies to a fitted ``model`` and the data it was fitted on."""
+               *, name: str = "model", time_budget: float = 30.0, sample_size: int = 200_000,
+               backend: str = "local") -> RiskCard:
+    """Run every check that applies to a fitted ``model`` and the data it was fitted on.
+
+    ``backend``: where heavy sweeps (shadow models, ε values) run: ``"local"``, ``"dask"`` (the running
+    ``dask.distributed`` client), a Dask scheduler address (``"tcp://HOST:8786"``) or ``"ray"``.
+    """
     kind = classify(model)
     if kind not in (Kind.SKLEARN_MODEL, Kind.TORCH_MODEL):
         raise TypeError(f"scan_model expects a scikit-learn estimator or a torch.nn.Module, got "
@@ -57,7 +64,7 @@ def scan_model(model: Any, X_train: Any = None, y_train: Any = None, X_test: Any
     train = None if X_train is None else Dataset(X=X_train, y=y_train, name="training data",
                                                   role=Role.TRAIN, test=test)
     artifact = Model(obj=model, name=name, framework=framework_of(kind), train=train, test=test)
-    return _run(RiskCard(subject_of([artifact])), [artifact], time_budget, sample_size)
+    return _run(RiskCard(subject_of([artifact])), [artifact], time_budget, sample_size, backend)
 
 
 def scan_file(path: Any, *, loader: str | None = None, time_budget: float = 120.0) -> RiskCard:

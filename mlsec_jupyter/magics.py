@@ -12,6 +12,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, features_of, framework_of
+from .checks._parallel import BackendError, check_backend, parse_backend
 from .checks.registry import all_checks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,9 @@ Usage:
                                 budget_policy (warn/block: a DP training that would exceed a
                                 privacy budget gets a warning card, or does not run),
                                 file_policy (warn/block: a cell loading an unsafe model file gets a
-                                card before it runs, or does not run)
+                                card before it runs, or does not run), backend (where heavy
+                                sweeps run: local; dask = the running dask.distributed Client;
+                                tcp://HOST:PORT = a Dask scheduler; ray = the running Ray cluster)
   %mlsec wait [SECONDS]         wait for running checks and refresh their cards (for scripted runs)
   %mlsec panel                  a panel in the output area: this session's findings with filters,
                                 re-run a check with its parameters (progress, cancel), privacy
@@ -193,6 +196,7 @@ class MlsecMagics(Magics):
 
     def _cmd_config(self, args: argparse.Namespace) -> None:
         config = self._session.config
+        backend_before = config.backend
         for pair in args.pairs:
             key, sep, value = pair.partition("=")
             if not sep:
@@ -201,8 +205,17 @@ class MlsecMagics(Magics):
                 config.set(key.strip(), value)
             except ValueError as exc:
                 raise UsageError(f"%mlsec config: {exc}") from None
+        where = ""
+        if config.backend != backend_before:
+            try:
+                where = check_backend(parse_backend(config.backend))
+            except BackendError as exc:
+                config.backend = backend_before
+                raise UsageError(f"%mlsec config: {exc} The backend stays {backend_before}.") from None
         self._session.apply_config()
         print(f"mlsec-jupyter settings: {_settings_text(config.as_dict())}")
+        if where:
+            print(f"Heavy sweeps (shadow models, ε values) now run on: {where}.")
 
     def _cmd_wait(self, args: argparse.Namespace) -> None:
         seconds = args.seconds if args.seconds is not None else self._session.config.time_budget * 4

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .checks._models import one_openmp_thread
+from .checks._parallel import LOCAL
 from .checks.budget import Budget, CheckCancelled, CheckTimeout
 from .checks.registry import CheckSpec
 from .findings import CheckRun, CheckStatus, Finding, RiskCard
@@ -156,6 +157,7 @@ class Runner:
         self.max_rows = max_rows
         self.slow_max_rows = slow_max_rows
         self.cache = cache
+        self.backend = LOCAL  # where sweeps inside checks run (%mlsec config backend=...)
         self.counters = {s.value: 0 for s in CheckStatus if s.finished}
         self._queue: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
         self._order = itertools.count()
@@ -227,7 +229,7 @@ class Runner:
     # -- internals --------------------------------------------------------------------------------
     def _new_budget(self, cost: str, seconds: float | None = None, max_rows: int | None = None) -> Budget:
         rows = min(self.max_rows, self.slow_max_rows) if cost == "slow" else self.max_rows
-        return Budget(seconds=seconds or self.seconds, max_rows=max_rows or rows)
+        return Budget(seconds=seconds or self.seconds, max_rows=max_rows or rows, backend=self.backend)
 
     def _ensure_threads(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .artifacts import Artifact, Dataset, DPTraining, Model
 from .audit import AuditLog
+from .checks._parallel import close_clients, parse_backend
 from .checks.registry import checks_for, inputs_for
 from .findings import RiskCard, Severity
 from .history import CellCards, RunKey
@@ -49,6 +50,7 @@ class Config:
     workers: int = default_workers()
     budget_policy: str = "warn"  # a DP training that would exceed a privacy budget: warn (card) or block (cell not run)
     file_policy: str = "warn"  # an unsafe model file a cell would load: warn (card, cell runs) or block (not run)
+    backend: str = "local"  # where heavy sweeps run: local, dask (the running client), a scheduler address, ray
 
     def set(self, key: str, value: str) -> None:
         """Set one key from text, validating it; raises ``ValueError`` with a fix-it message."""
@@ -63,6 +65,8 @@ class Config:
             setattr(self, key, _BOOL_WORDS[text.lower()])
         elif isinstance(current, Severity):
             setattr(self, key, Severity.parse(text))
+        elif key == "backend":
+            self.backend = str(parse_backend(text))
         elif key in _CHOICES:
             if text.lower() not in _CHOICES[key]:
                 raise ValueError(f"{key} must be one of {', '.join(_CHOICES[key])}, got {value!r}.")
@@ -230,6 +234,7 @@ class Session:
         self.runner = Runner(self.config.workers, seconds=self.config.time_budget,
                              max_rows=self.config.sample_size, slow_max_rows=self.config.slow_sample_size,
                              cache=self.cache)
+        self.runner.backend = parse_backend(self.config.backend)
         self.memory = SplitMemory()
         self.assembler = Assembler(self.memory)
         self.audit = AuditLog(audit_dir)
@@ -256,6 +261,7 @@ class Session:
         self.runner.max_rows = self.config.sample_size
         self.runner.slow_max_rows = self.config.slow_sample_size
         self.runner.workers = self.config.workers
+        self.runner.backend = parse_backend(self.config.backend)
 
     def prepare(self, artifacts: list[Artifact], *, subject: str | None = None, cell_id: str | None = None,
                 execution_count: int | None = None, only: dict[str, dict[str, Any]] | None = None,
@@ -452,6 +458,7 @@ class Session:
 
     def close(self) -> None:
         self.runner.shutdown()
+        close_clients()
         self.memory.clear()
         self.cache.clear()
 

@@ -152,18 +152,46 @@ def test_signed_zero_and_nan_payloads_are_equal():
     assert len(np.unique(row_hashes(canonical_bits(X[:2])))) == 1
 
 
-def test_sampling_path_says_it_sampled(cancer):
+def test_a_frame_too_big_to_read_whole_is_sampled_at_random_and_says_so(cancer):
     X, y = cancer
     X = X.copy()
     X[300:400] = X[200:300]
     budget = Budget(max_rows=100, seed=3)
     sample = Budget(max_rows=100, seed=3).sample_rows(569)
     with rng_unchanged():
-        f = by_title(duplicates(X=X, y=y, budget=budget))["Exact duplicate rows"]
+        f = by_title(duplicates(X=pd.DataFrame(X), y=y, budget=budget))["Exact duplicate rows"]
     assert f.indices == tuple(sample[pandas_duplicates(X[sample])])
     assert f.metrics["sampled_rows"] == 100 and f.metrics["total_rows"] == 569
-    assert "in a random sample of 100 of 569 rows" in f.summary
+    assert f.metrics["sample"] == "random rows" and "exact_duplicate_rate_ci" not in f.metrics
+    assert "in a random sample of 100 of 569 rows" in f.summary and "likely higher" in f.summary
     assert "sampled 100 of 569 rows" in budget.notes
+
+
+def test_a_big_array_is_sampled_by_content_so_copies_stay_together(cancer):
+    """Issue 9: a random sample keeps both copies of a pair with probability (100/569)² ≈ 3 %; a content
+    sample keeps them together, so the duplicate share of the sample estimates the whole data's."""
+    X, y = cancer
+    X = X.copy()
+    X[300:400] = X[200:300]  # 100 of 569 rows (17.6 %) repeat an earlier row
+    budget = Budget(max_rows=100, seed=3)
+    with rng_unchanged(), unchanged(X):
+        f = by_title(duplicates(X=X, y=y, budget=budget))["Exact duplicate rows"]
+    rows = np.asarray(f.indices)
+    assert rows.size >= 5 and np.all((rows >= 300) & (rows < 400))  # only real later copies are flagged
+    assert f.metrics["sample"] == "by content" and 60 <= f.metrics["sampled_rows"] <= 140
+    low, high = f.metrics["exact_duplicate_rate_ci"]
+    assert low <= 100 / 569 <= high and high - low < 0.3
+    assert "content sample" in f.summary and "every copy of a row together" in f.summary
+    assert any("by a hash of their content" in note for note in budget.notes)
+
+
+def test_when_keying_every_row_would_take_too_long_rows_are_sampled_at_random(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(1_000_000, 10))  # 5 blocks of 200,000 rows
+    monkeypatch.setattr(dup_module, "KEY_TIME_SHARE", 1e-9)  # any keying is "too slow"
+    budget = Budget(max_rows=1_000)
+    (f,) = duplicates(X=X, budget=budget)
+    assert f.metrics["sample"] == "random rows" and f.metrics["sampled_rows"] == 1_000
+    assert any("keying all 1,000,000 rows by content would take more than" in n for n in budget.notes)
 
 
 def test_float32_and_float64_agree(cancer):

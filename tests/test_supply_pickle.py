@@ -850,3 +850,24 @@ def test_pandas_objects_are_safe(tmp_path):
         obj.to_pickle(tmp_path / f"{name}.pkl")
         r = scan_path(tmp_path / f"{name}.pkl")
         assert r.verdict == "safe", (name, r.custom_globals, r.unsafe_globals, r.problems)
+
+
+def test_pandas_objects_holding_arrow_data_are_safe_and_other_pyarrow_globals_are_not(tmp_path):
+    """With pyarrow installed pandas keeps strings (and every ArrowDtype column) as Arrow arrays, which
+    pickle through pyarrow's rebuild helpers; those are data, anything else from pyarrow is still named."""
+    pa = pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "s": pd.array(["x", None], dtype=pd.ArrowDtype(pa.string())),
+        "i": pd.array([1, None], dtype="int64[pyarrow]"),
+        "l": pd.array([[1], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+        "t": pd.array([{"a": 1}, None], dtype=pd.ArrowDtype(pa.struct([("a", pa.int64())]))),
+        "d": pd.array(["u", "v"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
+        "ts": pd.array(pd.to_datetime(["2020-01-01", None]).tz_localize("UTC"),
+                       dtype=pd.ArrowDtype(pa.timestamp("ns", tz="UTC")))})
+    frame.to_pickle(tmp_path / "arrow.pkl")
+    r = scan_path(tmp_path / "arrow.pkl")
+    assert r.verdict == "safe", (r.custom_globals, r.unsafe_globals, r.problems)
+    other = scan_bytes(tmp_path, b"\x80\x04cpyarrow.lib\nread_serialized\n)R.")
+    assert other.verdict != "safe" and "pyarrow.lib.read_serialized" in other.custom_globals + other.unsafe_globals

@@ -43,4 +43,25 @@ def rate_ci(rate: float, n: int, confidence: float = CONFIDENCE) -> list[float] 
     return proportion_ci(round(float(rate) * n), n, confidence)
 
 
-__all__ = ["CONFIDENCE", "clopper_pearson", "proportion_ci", "rate_ci"]
+def cluster_ratio_ci(counts: Any, sizes: Any, confidence: float = CONFIDENCE) -> list[float] | None:
+    """``[low, high]`` of the rate ``sum(counts) / sum(sizes)`` when whole clusters were sampled (each
+    cluster in or out together, e.g. all copies of one row): the ratio estimator's delta-method interval
+    over clusters (W. G. Cochran, *Sampling Techniques*, 3rd ed., 1977, §6.4), widened to at least the
+    Clopper–Pearson interval of ``sum(counts)`` in ``sum(sizes)`` so that a sample with no event still
+    states how high the rate could be."""
+    from scipy.stats import norm
+
+    a = np.asarray(counts, dtype=np.float64)
+    m = np.asarray(sizes, dtype=np.float64)
+    total = float(m.sum())
+    if total <= 0:
+        return None
+    rate = float(a.sum()) / total
+    k = len(m)
+    var = (k / (k - 1)) * float(np.sum((a - rate * m) ** 2)) / total**2 if k > 1 else 0.0
+    half = float(norm.ppf(0.5 + confidence / 2.0)) * np.sqrt(var)
+    lo, hi = clopper_pearson(round(float(a.sum())), round(total), confidence)
+    return [round(max(0.0, min(rate - half, float(lo))), 6), round(min(1.0, max(rate + half, float(hi))), 6)]
+
+
+__all__ = ["CONFIDENCE", "clopper_pearson", "cluster_ratio_ci", "proportion_ci", "rate_ci"]

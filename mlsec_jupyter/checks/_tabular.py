@@ -12,15 +12,17 @@ Rules kept by every function in this module:
   ``hasattr()`` or instance attributes of unknown objects (B30);
 * pandas, scipy and torch are imported only when the object's type says it comes from them;
 * big data is sampled with :meth:`Budget.sample_rows` (private RNG, sorted rows) *before* anything
-  is converted, so memory stays within :data:`MAX_CELLS` float64 cells;
+  is converted, so one table holds at most ``budget.max_cells`` float64 cells (:data:`MAX_CELLS`);
 * what cannot be checked raises :class:`UnsupportedData` with a sentence the card can show.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import decimal
 import fractions
+import sys
 import types
 import uuid
 from dataclasses import dataclass, field
@@ -29,10 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..artifacts import class_has, mro_names
-from .budget import Budget
+from .budget import MAX_CELLS, Budget  # noqa: F401  (MAX_CELLS: the default cells of one table)
 
-#: At most this many float64 cells (256 MB) are materialised for one table.
-MAX_CELLS = 32_000_000
 #: Column names and example values are cut to this many characters.
 MAX_NAME = 80
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -41,6 +41,8 @@ EXACT_INT_LIMIT = 2**53
 #: Float labels with non-integer values and more distinct values than this are "continuous" (B13).
 CONTINUOUS_MIN_DISTINCT = 10
 
+#: Dask collections are sampled lazily: contiguous runs of rows from this many partitions at least.
+DASK_MIN_PARTITIONS = 8
 _LAZY_ROOTS = {"dask", "polars", "modin", "cudf", "pyspark", "ray", "vaex", "xarray", "ibis", "duckdb"}
 
 # value kinds found in object columns
@@ -108,6 +110,8 @@ class Table:
     issues: list[Issue] = field(default_factory=list)
     categories: dict[int, list[str]] = field(default_factory=dict)
     unreadable: dict[int, np.ndarray] = field(default_factory=dict)
+    #: Dask DataFrames: the ``(partition, start, stop)`` runs read, so labels can be read alike.
+    source_windows: list[tuple[int, int, int]] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -271,16 +275,17 @@ def _names_from(feature_names: Any) -> list[str] | None:
     return None
 
 
-def _row_limit(n_features: int, budget: Budget, name: str) -> int:
-    if n_features > MAX_CELLS:
+def row_limit(n_features: int, budget: Budget, name: str = "X") -> int:
+    """Rows one table of ``n_features`` columns may hold under ``budget`` (rows and cells)."""
+    if n_features > budget.max_cells:
         raise UnsupportedData(f"{name} has {n_features:,} features per row; one row is over the "
-                              f"{MAX_CELLS:,}-value memory budget, so it was not checked.")
-    return min(budget.max_rows, max(1, MAX_CELLS // max(n_features, 1)))
+                              f"{budget.max_cells:,}-value memory budget, so it was not checked.")
+    return min(budget.max_rows, max(1, budget.max_cells // max(n_features, 1)))
 
 
 def _sample_rows(n_rows: int, n_features: int, budget: Budget, name: str) -> np.ndarray | None:
     """Sorted row positions to read, or None for all rows (B16, B17)."""
-    limit = _row_limit(n_features, budget, name)
+    limit = row_limit(n_features, budget, name)
     what = "rows" if name == "X" else f"rows of {name}"
     if n_rows <= limit:
         return None
@@ -298,6 +303,11 @@ def _check_rows_features(n_rows: int, n_features: int, shape: tuple[int, ...], n
     if n_features == 0:
         raise UnsupportedData(f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is "
                               f"required: {name} has no columns, nothing to check.")
+
+
+def _nd_refusal(shape: tuple[int, ...], name: str) -> UnsupportedData:
+    return UnsupportedData(f"Found array with dim {len(shape)} (shape={shape}); expected at most 2 "
+                           f"(rows × features). Reshape it with {name}.reshape(len({name}), -1) to check it.")
 
 
 def _complex_error(name: str, dtype: Any) -> UnsupportedData:
@@ -657,7 +667,8 @@ def _fast_numeric(a: np.ndarray, names: list[str], rows: np.ndarray | None, n_to
 # --------------------------------------------------------------------------------------------------
 # per-library readers
 # --------------------------------------------------------------------------------------------------
-def _from_numpy(X: np.ndarray, budget: Budget, feature_names: Any, name: str, allow_nd: bool) -> Table:
+def _from_numpy(X: np.ndarray, budget: Budget, feature_names: Any, name: str, allow_nd: bool,
+                chosen: np.ndarray | None = None) -> Table:
     notes: list[str] = []
     a = X if type(X) is np.ndarray else X.view(np.ndarray)  # matrix / memmap / subclasses: read as plain
     if type(X) is np.matrix:
@@ -672,9 +683,7 @@ def _from_numpy(X: np.ndarray, budget: Budget, feature_names: Any, name: str, al
         a = a.reshape(-1, 1)
     elif a.ndim > 2 and not a.dtype.names:
         if not allow_nd:
-            raise UnsupportedData(f"Found array with dim {a.ndim} (shape={a.shape}); expected at most 2 "
-                                  f"(rows × features). Reshape it with {name}.reshape(len({name}), -1) "
-                                  f"to check it.")
+            raise _nd_refusal(a.shape, name)
         notes.append(f"{name} of shape {a.shape} flattened to one row per sample")
     elif a.ndim > 1 and a.dtype.names:
         raise UnsupportedData(f"Structured {name} with dim {a.ndim} is not supported; pass a 1-D "
@@ -682,7 +691,7 @@ def _from_numpy(X: np.ndarray, budget: Budget, feature_names: Any, name: str, al
     n = a.shape[0]
     k = len(a.dtype.names) if a.dtype.names else int(np.prod(a.shape[1:]))
     _check_rows_features(n, k, X.shape, name)
-    rows = _sample_rows(n, k, budget, name)
+    rows = _sample_rows(n, k, budget, name) if chosen is None else (chosen if len(chosen) < n else None)
     sample = a[rows] if rows is not None else a
     if sample.ndim > 2:
         sample = sample.reshape(len(sample), -1)
@@ -813,6 +822,148 @@ def _from_sparse(X: Any, budget: Budget, feature_names: Any, name: str) -> Table
     return _dense_table(dense, rows, n, feature_names, notes, budget, name)
 
 
+# --------------------------------------------------------------------------------------------------
+# Dask: metadata and a few partitions only, never a full compute (issue 9)
+# --------------------------------------------------------------------------------------------------
+def _dask_kind(tp: type) -> str | None:
+    """``"array"``, ``"frame"`` or ``"series"`` for Dask collections, else ``None``: a subclass check
+    against Dask's own classes, looked up only when the type comes from a loaded ``dask`` (B30)."""
+    if not _module_of(tp).startswith("dask"):
+        return None
+    arrays, frames = sys.modules.get("dask.array"), sys.modules.get("dask.dataframe")
+    if arrays is not None and issubclass(tp, arrays.Array):
+        return "array"
+    if frames is not None and issubclass(tp, frames.DataFrame):
+        return "frame"
+    if frames is not None and issubclass(tp, frames.Series):
+        return "series"
+    return None
+
+
+def dask_windows(lengths: Sequence[int], limit: int, budget: Budget) -> list[tuple[int, int, int]]:
+    """Row runs ``(partition, start, stop)`` (positions inside the partition) to read: about ``limit``
+    rows in all, one contiguous run at a random offset in each of at least :data:`DASK_MIN_PARTITIONS`
+    randomly chosen partitions (all partitions when they hold no more than ``limit`` rows).
+
+    A cluster sample: only the chosen partitions are computed. Rows of one partition are often alike
+    (written together), so a rate from this sample varies more than one from ``limit`` independent rows;
+    the card says how many partitions were read.
+    """
+    lengths = [int(n) for n in lengths]
+    if sum(lengths) <= limit:
+        return [(p, 0, n) for p, n in enumerate(lengths) if n]
+    rng = budget.rng()
+    mean = max(sum(lengths) / max(len(lengths), 1), 1.0)
+    n_parts = min(len(lengths), max(DASK_MIN_PARTITIONS, int(np.ceil(limit / mean))))
+    chosen = np.sort(rng.permutation(len(lengths))[:n_parts])
+    per = int(np.ceil(limit / n_parts))
+    out = []
+    for p in chosen.tolist():
+        take = min(lengths[p], per)
+        if take:
+            start = int(rng.integers(0, lengths[p] - take + 1))
+            out.append((p, start, start + take))
+    return out
+
+
+def _dask_note(kind: str, windows: list[tuple[int, int, int]], n_parts: int, n_read: int, n_total: int | None) -> str:
+    total = f" of {n_total:,}" if n_total is not None else ""
+    note = (f"read {n_read:,}{total} rows of the Dask {kind} from {len(windows)} of {n_parts} partitions "
+            f"(a contiguous run in each; never computed whole)")
+    if n_total is None:
+        note += ("; its length was not counted, which would read every partition, so row numbers on this card "
+                 "count the rows read")
+    return note
+
+
+def _from_dask_array(X: Any, budget: Budget, feature_names: Any, name: str, allow_nd: bool) -> Table:
+    shape = tuple(X.shape)
+    if any(not np.isfinite(d) for d in shape):
+        raise UnsupportedData(f"{name} is a Dask array with unknown chunk sizes (shape {shape}); knowing them "
+                              f"needs a full pass. Call {name}.compute_chunk_sizes() or pass lengths to check it.",
+                              severity="info")
+    if np.dtype(X.dtype).kind == "c":
+        raise _complex_error(name, X.dtype)
+    if len(shape) == 0:
+        raise UnsupportedData(f"{name} is a 0-d Dask array (a single value), not a data set; nothing to check.",
+                              severity="info")
+    if len(shape) > 2 and not allow_nd:
+        raise _nd_refusal(shape, name)
+    n = int(shape[0])
+    k = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    _check_rows_features(n, k, shape, name)
+    lengths = [int(c) for c in X.chunks[0]]
+    windows = dask_windows(lengths, row_limit(k, budget, name), budget)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    parts, rows = [], []
+    for p, start, stop in windows:
+        budget.checkpoint()
+        a, b = int(offsets[p] + start), int(offsets[p] + stop)
+        parts.append(np.asarray(X[a:b].compute()))
+        rows.append(np.arange(a, b))
+    sample = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    local_rows = np.concatenate(rows)
+    if len(local_rows) < n:
+        budget.note(_dask_note("array", windows, len(lengths), len(local_rows), n))
+    table = _from_numpy(sample, dataclasses.replace(budget, max_rows=len(sample), max_cells=max(budget.max_cells, sample.size)),
+                        feature_names, name, allow_nd)
+    table.rows = local_rows if len(local_rows) < n else None
+    table.n_rows_total = n
+    return table
+
+
+def _from_dask_frame(X: Any, budget: Budget, feature_names: Any, name: str, kind: str) -> Table:
+    n_parts = int(X.npartitions)
+    k = len(X.columns) if kind == "frame" else 1
+    limit = row_limit(max(k, 1), budget, name)
+    # partition lengths are unknown without reading them: read randomly chosen partitions, whole or a run
+    order = budget.rng().permutation(n_parts)
+    wanted = min(n_parts, DASK_MIN_PARTITIONS)
+    frames, windows, read = [], [], 0
+    for p in np.sort(order[:wanted]).tolist():
+        budget.checkpoint()
+        part = X.get_partition(p).compute()
+        frames.append(part)
+        read += len(part)
+    per = int(np.ceil(limit / max(len(frames), 1)))
+    rng = budget.rng()
+    for i, (p, part) in enumerate(zip(np.sort(order[:wanted]).tolist(), frames)):
+        take = min(len(part), per)
+        start = int(rng.integers(0, len(part) - take + 1)) if take else 0
+        frames[i] = part.iloc[start:start + take]
+        windows.append((p, start, start + take))
+    import pandas as pd
+
+    sample = pd.concat(frames) if len(frames) > 1 else frames[0]
+    estimate = None if wanted < n_parts else read
+    budget.note(_dask_note("DataFrame" if kind == "frame" else "Series", windows, n_parts, len(sample), estimate))
+    table = _from_pandas(sample, dataclasses.replace(budget, max_rows=max(len(sample), 1),
+                                                     max_cells=max(budget.max_cells, len(sample) * max(k, 1))),
+                         feature_names, name)
+    table.source_windows = windows
+    return table
+
+
+def _dask_labels(y: Any, rows: np.ndarray | None, windows: list[tuple[int, int, int]] | None) -> np.ndarray:
+    """Labels of a Dask array or Series at the rows the features were read from (same partitions)."""
+    kind = _dask_kind(type(y))
+    if kind == "array":
+        shape = tuple(y.shape)
+        if any(not np.isfinite(d) for d in shape):
+            raise UnsupportedData("y is a Dask array with unknown chunk sizes; labels not checked.")
+        _check_label_shape(shape)
+        if rows is None:
+            return np.asarray(y.compute()).reshape(-1)
+        return np.asarray(y[rows].compute()).reshape(-1)  # only the chunks holding these rows are computed
+    if kind == "series" and windows is not None:
+        parts = [y.get_partition(p).compute().iloc[a:b] for p, a, b in windows]
+        import pandas as pd
+
+        return np.asarray(pd.concat(parts) if len(parts) > 1 else parts[0], dtype=object)
+    raise UnsupportedData("y is a Dask collection that cannot be matched to the rows read from X (pass a "
+                          "Dask array, or a Dask Series partitioned like X); labels not checked.", severity="info")
+
+
 def _torch_refusal(X: Any, name: str) -> str | None:
     import torch
 
@@ -906,7 +1057,7 @@ def _refuse(X: Any, name: str) -> UnsupportedData:
 
 
 def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name: str = "X",
-                     allow_nd: bool = False) -> Table:
+                     allow_nd: bool = False, rows: np.ndarray | None = None) -> Table:
     """Read (a sample of) ``X`` into a :class:`Table` without changing or consuming ``X``.
 
     Parameters
@@ -917,6 +1068,8 @@ def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name:
     feature_names : optional column names for inputs that have none.
     name : what to call ``X`` in messages (``"X_test"``...).
     allow_nd : flatten 3-D+ inputs to one row per sample instead of refusing them.
+    rows : numpy input only: the sorted row positions to read, chosen by the caller (who notes how);
+        by default rows are sampled with the budget's RNG when there are too many.
 
     Raises
     ------
@@ -926,7 +1079,7 @@ def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name:
     tp = type(X)
     module = _module_of(tp)
     if isinstance(X, np.ndarray):
-        return _from_numpy(X, budget, feature_names, name, allow_nd)
+        return _from_numpy(X, budget, feature_names, name, allow_nd, rows)
     if module.startswith("pandas"):
         return _from_pandas(X, budget, feature_names, name)
     if module.startswith("scipy.sparse"):
@@ -935,6 +1088,11 @@ def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name:
         return _from_torch(X, budget, feature_names, name, allow_nd)
     if tp in (list, tuple):
         return _from_sequence(X, budget, feature_names, name)
+    dask_kind = _dask_kind(tp)
+    if dask_kind == "array":
+        return _from_dask_array(X, budget, feature_names, name, allow_nd)
+    if dask_kind in ("frame", "series"):
+        return _from_dask_frame(X, budget, feature_names, name, dask_kind)
     raise _refuse(X, name)
 
 
@@ -948,6 +1106,9 @@ def n_samples(obj: Any) -> int | None:
             return int(shape[0]) if shape else None
         if tp in (list, tuple):
             return len(obj)
+        if _dask_kind(tp) == "array":
+            n = obj.shape[0] if obj.shape else None
+            return int(n) if n is not None and np.isfinite(n) else None
     except Exception:
         return None
     return None
@@ -1097,6 +1258,8 @@ def labels_for(y: Any, table: Table, budget: Budget) -> Labels:
     n_y = n_samples(y)
     if n_y is not None and n_y != table.n_rows_total:
         raise UnsupportedData(f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows")
+    if _dask_kind(type(y)) is not None:
+        return _encode_labels(_dask_labels(y, table.rows, table.source_windows), None, budget)
     return prepare_labels(y, table.rows, budget)
 
 
@@ -1111,6 +1274,10 @@ def prepare_labels(y: Any, rows: np.ndarray | None, budget: Budget) -> Labels:
     if rows is not None and rows.size and n is not None and int(rows[-1]) >= n:
         raise UnsupportedData(f"y has {n:,} labels, fewer than the rows of X; labels not checked.")
     a, categories = _label_array(y, rows)
+    return _encode_labels(a, categories, budget)
+
+
+def _encode_labels(a: np.ndarray, categories: list[str] | None, budget: Budget) -> Labels:
     budget.checkpoint()
     if categories is not None:
         return _categorical_labels(a, categories)

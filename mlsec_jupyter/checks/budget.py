@@ -11,6 +11,12 @@ from typing import Callable
 
 import numpy as np
 
+from ._parallel import LOCAL, Backend
+
+#: Float64 cells (64 MB) of one sampled table. A data check holds at most about three table-sized
+#: arrays at once, so a card stays within 256 MB of extra memory however big the data is (issue 9).
+MAX_CELLS = 8_000_000
+
 
 class CheckCancelled(Exception):
     """Raised inside a check at a checkpoint after the user interrupted or turned checks off."""
@@ -31,10 +37,14 @@ class Budget:
 
     seconds: float = 30.0
     max_rows: int = 200_000
+    #: Cells (rows x features) one sampled table may hold; wide data gets fewer rows.
+    max_cells: int = MAX_CELLS
     seed: int = 0
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
+    #: Where heavy sweeps (shadow models, ε values) run: see :mod:`._parallel`.
+    backend: Backend = LOCAL
     #: Set by the runner: called with (fraction done, what is being done) by :meth:`progress`.
     on_progress: Callable[[float, str], None] | None = None
 

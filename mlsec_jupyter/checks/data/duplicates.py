@@ -15,6 +15,13 @@ threshold wide) and are confirmed with their exact distance in the full space. T
 no more than :data:`NEAR_MAX_ROWS` distinct rows; larger data is sampled (stated on the card) by a
 seeded hash of each row's content, so the sample does not depend on row order. On the clean
 scikit-learn data sets iris, wine, breast_cancer and digits it flags no row.
+
+Big numeric arrays (more rows than a table may hold) are sampled **by content** (:func:`content_sample`):
+every row gets a key from a random projection of its values, and the rows with the lowest keys are read,
+so all copies of a row are in the sample or none is. The sample's duplicate share then estimates the
+whole data's, stated with a 95 % interval (``exact_duplicate_rate_ci``); test rows are picked by the same
+keys, so train/test overlap is estimated alike. Other inputs too big to read whole are sampled at random
+rows, which splits most pairs of copies: their card says the true counts are likely higher.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
-from .._tabular import (Labels, Table, UnsupportedData, align_codes, plural, prepare_features,
-                        labels_for)
+from .._intervals import cluster_ratio_ci, proportion_ci
+from .._tabular import (Labels, Table, UnsupportedData, align_codes, labels_for, plural, prepare_features,
+                        row_limit)
 from ..budget import Budget
 from ..registry import register_check
 
@@ -56,6 +64,8 @@ NEAR_CELL = 4.0
 NEAR_GRIDS = 4
 #: Stop confirming candidates beyond this many pairs (very dense data); the card says so.
 NEAR_MAX_CANDIDATES = 5_000_000
+#: Candidate pairs are confirmed in chunks of this many float64 cells (16 MB a temporary array).
+NEAR_CHUNK_CELLS = 2_000_000
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -104,6 +114,15 @@ def row_hashes(bits: np.ndarray, block: int = 16_384) -> np.ndarray:
             h ^= _mix(columns[j] + salts[j])
             _mix(h)
         out[start:start + block] = h
+    return out
+
+
+def content_hashes(values: np.ndarray, block: int = 16_384) -> np.ndarray:
+    """:func:`row_hashes` of :func:`canonical_bits` of a float array, one block of rows at a time, so the
+    extra memory is a block, not a canonical copy of all of ``values``."""
+    out = np.empty(len(values), dtype=np.uint64)
+    for start in range(0, len(values), block):
+        out[start:start + block] = row_hashes(canonical_bits(values[start:start + block]), block)
     return out
 
 
@@ -170,8 +189,13 @@ def _grid_keys(P: np.ndarray, shift: np.ndarray, width: float) -> np.ndarray:
     return row_hashes(np.ascontiguousarray(cells).view(np.uint64))
 
 
-def _same_key_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All pairs of positions sharing a key (each pair once)."""
+def _same_key_pair_chunks(keys: np.ndarray, limit: int, chunk: int = 65_536):
+    """Yield ``(a, b)``: the pairs of positions sharing a key, each pair once, in chunks of about
+    ``chunk`` pairs and at most ``limit`` pairs in all.
+
+    Memory stays linear in ``len(keys)`` however many pairs there are: a run of ``L`` equal keys has
+    ``L (L - 1) / 2`` pairs, so a dense grid would otherwise need gigabytes for one array of pairs.
+    """
     order = np.argsort(keys, kind="stable")
     sk = keys[order]
     starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
@@ -179,14 +203,21 @@ def _same_key_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     multi = lengths > 1
     starts, lengths = starts[multi], lengths[multi]
     if starts.size == 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return
     # every sorted position inside a shared run pairs with each later position of its run
     pos = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    run_end = np.repeat(starts + lengths, lengths)
-    later = run_end - pos - 1
-    first = np.repeat(pos, later)
-    second = first + 1 + (np.arange(later.sum()) - np.repeat(np.cumsum(later) - later, later))
-    return order[first], order[second]
+    later = np.repeat(starts + lengths, lengths) - pos - 1
+    ends = np.cumsum(later)
+    done, left = 0, limit
+    while done < len(pos) and left > 0:
+        stop = max(int(np.searchsorted(ends, ends[done] - later[done] + min(chunk, left), side="right")), done + 1)
+        p, n_later = pos[done:stop], later[done:stop]
+        first = np.repeat(p, n_later)
+        second = first + 1 + (np.arange(n_later.sum()) - np.repeat(np.cumsum(n_later) - n_later, n_later))
+        first, second = first[:left], second[:left]
+        left -= len(first)
+        done = stop
+        yield order[first], order[second]
 
 
 def near_pairs(Z: np.ndarray, radius: float, rng: np.random.Generator, budget: Budget | None = None,
@@ -210,28 +241,143 @@ def near_pairs(Z: np.ndarray, radius: float, rng: np.random.Generator, budget: B
     else:
         P = centred
     width = NEAR_CELL * radius
+    chunk = max(1_000, NEAR_CHUNK_CELLS // max(d, 1))
     found, seen, stopped = [], 0, False
     for _ in range(NEAR_GRIDS):
         keys = _grid_keys(P, rng.uniform(0.0, width, size=P.shape[1]), width)
-        a, b = _same_key_pairs(keys)
-        seen += len(a)
-        if seen > NEAR_MAX_CANDIDATES:
-            stopped = True
-            keep = len(a) - (seen - NEAR_MAX_CANDIDATES)
-            a, b = a[:keep], b[:keep]
-        for start in range(0, len(a), 65_536):
-            aa, bb = a[start:start + 65_536], b[start:start + 65_536]
-            diff = Z[aa] - Z[bb]
+        for aa, bb in _same_key_pair_chunks(keys, NEAR_MAX_CANDIDATES - seen + 1, chunk):
+            seen += len(aa)
+            if seen > NEAR_MAX_CANDIDATES:
+                stopped = True
+                aa, bb = aa[:len(aa) - 1], bb[:len(bb) - 1]
+            diff = Z[aa]
+            diff -= Z[bb]
             close = np.einsum("ij,ij->i", diff, diff) < radius * radius
             if close.any():
                 found.append(np.stack([np.minimum(aa[close], bb[close]), np.maximum(aa[close], bb[close])], 1))
-        if budget is not None:
-            budget.checkpoint()
+            if budget is not None:
+                budget.checkpoint()
         if stopped:
             break
     if not found:
         return np.empty((0, 2), dtype=np.int64), stopped
     return np.unique(np.concatenate(found), axis=0), stopped
+
+
+# -- content-coordinated sampling (big numeric arrays) ----------------------------------------------
+#: Rows are keyed in blocks of about this many float64 cells (16 MB).
+KEY_BLOCK_CELLS = 2_000_000
+#: Keying every row may use this share of the time budget; beyond it rows are sampled at random.
+KEY_TIME_SHARE = 0.5
+#: Stand-ins for non-finite values before keying (any fixed, unusual numbers do).
+_KEY_NAN, _KEY_POSINF, _KEY_NEGINF = 0.7853981633974483, 1.0e300, -1.0e300
+
+
+@dataclass
+class ContentSample:
+    """A sample of rows chosen by content: a row is in when its key is below ``threshold``."""
+
+    rows: np.ndarray
+    weights: np.ndarray
+    salt: np.uint64
+    threshold: np.uint64
+    n_total: int
+
+
+def _row_keys(block: np.ndarray, weights: np.ndarray, salt: np.uint64) -> np.ndarray:
+    """A 64-bit key of every row of ``block`` that equal rows share: a random projection rounded to
+    float32 (so a last-bit difference in how BLAS sums two equal rows cannot split them), mixed."""
+    values = np.nan_to_num(np.asarray(block, dtype=np.float64), nan=_KEY_NAN, posinf=_KEY_POSINF,
+                           neginf=_KEY_NEGINF)
+    projected = (values @ weights).astype(np.float32) + np.float32(0.0)  # -0.0 -> 0.0
+    return _mix(projected.view(np.uint32).astype(np.uint64) ^ salt)
+
+
+def _numeric_2d(X: Any) -> np.ndarray | None:
+    """``X`` as a plain 2-D numeric ndarray view (memmaps included), or None for anything else."""
+    if not isinstance(X, np.ndarray) or X.dtype.names or X.dtype.kind not in "biuf" or X.ndim not in (1, 2):
+        return None
+    a = X.view(np.ndarray)
+    return a.reshape(-1, 1) if a.ndim == 1 else a
+
+
+class _KeyingTooSlow(Exception):
+    """Keying every row would take more than :data:`KEY_TIME_SHARE` of the time budget."""
+
+
+def _keyed_rows(a: np.ndarray, weights: np.ndarray, salt: np.uint64, threshold: np.uint64,
+                budget: Budget) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and keys of the rows of ``a`` whose key is below ``threshold``, one block at a time."""
+    block = max(1, KEY_BLOCK_CELLS // max(a.shape[1], 1))
+    rows, keys = [], []
+    started = budget.elapsed
+    for i, start in enumerate(range(0, len(a), block)):
+        k = _row_keys(a[start:start + block], weights, salt)
+        inside = np.flatnonzero(k < threshold)
+        rows.append(start + inside)
+        keys.append(k[inside])
+        budget.checkpoint()
+        done = min(start + block, len(a)) / len(a)
+        if i >= 2 and (budget.elapsed - started) / done > KEY_TIME_SHARE * budget.seconds:  # on course to overrun
+            raise _KeyingTooSlow
+    return np.concatenate(rows), np.concatenate(keys)
+
+
+def content_sample(X: Any, limit: int, budget: Budget) -> ContentSample | None:
+    """About ``limit`` rows of a big numeric array, chosen by a hash of their content, so every copy of a
+    row is in the sample or none is (distinct sampling: P. B. Gibbons, "Distinct Sampling for
+    Highly-Accurate Answers to Distinct Values Queries and Event Reports", VLDB 2001). The duplicate share
+    of such a sample estimates the share in the whole data; a sample of random positions would split most
+    pairs of copies and undercount. Reads every row once (a matrix-vector product per block); ``None``
+    when ``X`` is not a plain numeric array or fits the limit whole.
+    """
+    a = _numeric_2d(X)
+    if a is None or len(a) <= limit:
+        return None
+    rng = budget.rng()
+    weights = rng.normal(size=a.shape[1])
+    salt = np.uint64(int(rng.integers(0, 2**63)))
+    # a little above the expected share, then the ``limit`` lowest keys: exactly ``limit`` rows (bottom-k)
+    share = min(1.0, (limit + 4.0 * np.sqrt(limit) + 10.0) / len(a))
+    threshold = np.uint64(min(int(share * 2.0**64), 2**64 - 1))
+    try:
+        rows, keys = _keyed_rows(a, weights, salt, threshold, budget)
+    except _KeyingTooSlow:
+        budget.note(f"rows sampled at random: keying all {len(a):,} rows by content would take more than "
+                    f"{100 * KEY_TIME_SHARE:.0f}% of the time budget")
+        return None
+    if len(rows) > limit:  # keep the lowest keys, whole key groups only (copies share a key)
+        cut = np.sort(keys)[limit]
+        inside = keys < cut
+        rows, threshold = rows[inside], cut
+    return ContentSample(rows, weights, salt, threshold, len(a))
+
+
+def _same_content_rows(X_test: Any, sample: ContentSample, budget: Budget) -> np.ndarray | None:
+    """The rows of ``X_test`` a content sample of ``X`` would hold (same key, same threshold)."""
+    a = _numeric_2d(X_test)
+    if a is None or a.shape[1] != len(sample.weights):
+        return None
+    try:
+        rows = _keyed_rows(a, sample.weights, sample.salt, sample.threshold, budget)[0]
+    except _KeyingTooSlow:
+        return None
+    return rows if len(rows) else None  # no test row in the sampled key range: read X_test as usual
+
+
+def _duplicate_rate(groups: np.ndarray, later: np.ndarray, n_rows: int, by_content: bool) -> dict[str, Any]:
+    """The share of rows that repeat an earlier row, with its 95% interval when rows were sampled."""
+    if n_rows == 0:
+        return {"exact_duplicate_rate": None}
+    sizes = np.bincount(groups[groups >= 0]) if (groups >= 0).any() else np.zeros(0, dtype=np.int64)
+    sizes = sizes[sizes > 0]
+    singles = n_rows - int(sizes.sum())
+    counts = np.concatenate([sizes - 1, np.zeros(singles)])
+    cluster_sizes = np.concatenate([sizes, np.ones(singles)])
+    out: dict[str, Any] = {"exact_duplicate_rate": round(len(later) / n_rows, 6)}
+    if by_content:
+        out["exact_duplicate_rate_ci"] = cluster_ratio_ci(counts, cluster_sizes)
+    return out
 
 
 # -- the check --------------------------------------------------------------------------------------
@@ -242,13 +388,15 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
 
     ``y_test`` is accepted so the check runs on a whole dataset artifact; it is not used.
     """
+    by_content = _content_sample(X, budget)
     try:
-        table = prepare_features(X, budget, feature_names)
+        table = prepare_features(X, budget, feature_names, rows=None if by_content is None else by_content.rows)
     except UnsupportedData as exc:
         return [_skipped("Duplicates not checked", exc.message, exc.severity)]
     notes = list(table.notes)
     train_ok = _comparable(table, notes)
-    test, test_problem = _read_test(X_test, table, budget)
+    test_rows = None if by_content is None or X_test is None else _same_content_rows(X_test, by_content, budget)
+    test, test_problem = _read_test(X_test, table, budget, test_rows)
     train_values, test_values = _aligned(table, test)
     bits = canonical_bits(train_values, inplace=True)  # our own copy of the data
     hashes = row_hashes(bits)
@@ -263,6 +411,7 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
     drafts, metrics = [], {"n_rows": table.n_rows_total}
     later, n_groups = _later_duplicates(groups)
     metrics.update(exact_duplicates=len(later), duplicate_groups=n_groups)
+    metrics.update(_duplicate_rate(groups, later, table.n_rows, table.sampled and by_content is not None))
     if len(later):
         drafts.append(_exact_draft(table, later, n_groups))
     conflict_rows, n_conflict_groups = _conflicts(groups, labels)
@@ -281,14 +430,18 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
     metrics["train_test_overlap"] = None
     if test is not None and test_values is not None:
         overlap = _overlap(test, test_values, bits[train_ok], hashes[train_ok], notes)
-        metrics.update(train_test_overlap=len(overlap), n_test_rows=test.n_rows_total)
+        metrics.update(train_test_overlap=len(overlap), n_test_rows=test.n_rows_total,
+                       train_test_overlap_rate=round(len(overlap) / max(test.n_rows, 1), 6))
+        if test.sampled and by_content is not None:  # test rows of the same keys: copies sampled alike
+            metrics["train_test_overlap_rate_ci"] = proportion_ci(len(overlap), test.n_rows)
         if len(overlap):
             drafts.append(_overlap_draft(table, test, overlap))
     if table.sampled:
-        metrics.update(sampled_rows=table.n_rows, total_rows=table.n_rows_total)
+        metrics.update(sampled_rows=table.n_rows, total_rows=table.n_rows_total,
+                       sample="by content" if by_content is not None else "random rows")
     if notes:
         metrics["notes"] = notes
-    findings = [Finding(CHECK, sev, title, summary + _sample_suffix(table, test), metrics=metrics,
+    findings = [Finding(CHECK, sev, title, summary + _sample_suffix(table, test, metrics), metrics=metrics,
                         indices=idx, recommendation=advice)
                 for sev, title, summary, advice, idx in drafts]
     if test_problem:
@@ -313,11 +466,23 @@ def _comparable(table: Table, notes: list[str], name: str = "X") -> np.ndarray:
     return ~unreadable
 
 
-def _read_test(X_test: Any, table: Table, budget: Budget) -> tuple[Table | None, str]:
+def _content_sample(X: Any, budget: Budget) -> ContentSample | None:
+    """:func:`content_sample` of ``X`` at the table's row limit, noted on the card when taken."""
+    a = _numeric_2d(X)
+    if a is None:
+        return None
+    sample = content_sample(a, row_limit(a.shape[1], budget), budget)
+    if sample is not None:
+        budget.note(f"sampled {len(sample.rows):,} of {sample.n_total:,} rows by a hash of their content, so "
+                    f"every copy of a row is in the sample or none is")
+    return sample
+
+
+def _read_test(X_test: Any, table: Table, budget: Budget, rows: np.ndarray | None = None) -> tuple[Table | None, str]:
     if X_test is None:
         return None, ""
     try:
-        test = prepare_features(X_test, budget, name="X_test")
+        test = prepare_features(X_test, budget, name="X_test", rows=rows)
     except UnsupportedData as exc:
         return None, f"X_test was not read: {exc.message}"
     if test.n_features != table.n_features:
@@ -492,13 +657,21 @@ def _share(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "0%"
 
 
-def _sample_suffix(table: Table, test: Table | None) -> str:
+def _sample_suffix(table: Table, test: Table | None, metrics: dict[str, Any] | None = None) -> str:
     parts = []
     if table.sampled:
-        parts.append(f"a random sample of {table.n_rows:,} of {table.n_rows_total:,} rows")
+        how = "a content sample" if (metrics or {}).get("sample") == "by content" else "a random sample"
+        parts.append(f"{how} of {table.n_rows:,} of {table.n_rows_total:,} rows")
     if test is not None and test.sampled:
         parts.append(f"{test.n_rows:,} of {test.n_rows_total:,} test rows")
-    return f" (in {' and '.join(parts)}; the true counts are likely higher)" if parts else ""
+    if not parts:
+        return ""
+    ci = (metrics or {}).get("exact_duplicate_rate_ci")
+    if ci is None:
+        return f" (in {' and '.join(parts)}; the true counts are likely higher)"
+    rate = metrics["exact_duplicate_rate"]
+    return (f" (in {' and '.join(parts)}, which keeps every copy of a row together: in the whole data about "
+            f"{100 * rate:.2g}% of rows repeat an earlier one, 95% interval {100 * ci[0]:.2g}–{100 * ci[1]:.2g}%)")
 
 
 def _exact_draft(table: Table, later: np.ndarray, n_groups: int) -> tuple:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...findings import Finding, Severity
 from .._tabular import (Labels, Table, UnsupportedData, column_list, n_samples, plural, prepare_features,
-                        prepare_labels)
+                        labels_for)
 from ..budget import Budget
 from ..registry import register_check
 
@@ -200,7 +200,7 @@ def _read_labels(y: Any, table: Table, budget: Budget) -> tuple[Labels | None, l
         return None, [(Severity.HIGH, "Label/row length mismatch", summary, advice,
                        {"n_labels": n_y}, ())]
     try:
-        return prepare_labels(y, table.rows, budget), []
+        return labels_for(y, table, budget), []
     except UnsupportedData as exc:
         advice = "Pass y as one label per row (a 1-D array, Series or list) to check it."
         return None, [(Severity.parse(exc.severity), "Labels not checked", exc.message, advice, {}, ())]

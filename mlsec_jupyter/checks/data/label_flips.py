@@ -48,7 +48,7 @@ from .._intervals import proportion_ci
 from .._tabular import Labels, Table, UnsupportedData, plural, prepare_features, labels_for
 from ..budget import Budget
 from ..registry import register_check
-from .duplicates import canonical_bits, row_hashes
+from .duplicates import content_hashes
 
 CHECK = "data.label_flips"
 #: Every class needs at least this many labelled rows (one per cross-validation fold).
@@ -91,19 +91,22 @@ class FlipScores:
 # -- the pure kernel --------------------------------------------------------------------------------
 def scaled_features(values: np.ndarray) -> np.ndarray:
     """Median-imputed, standardised float64 copy of ``values``, constant columns dropped."""
-    Z = np.array(values, dtype=np.float64)
-    finite = np.isfinite(Z)
-    med = np.zeros(Z.shape[1])
-    has = finite.any(axis=0)  # all-missing columns keep 0 (and nanmedian never warns: no catch_warnings,
-    if has.any():             # which is not thread-safe)
-        med[has] = np.nanmedian(np.where(finite[:, has], Z[:, has], np.nan), axis=0)
-    bad = ~finite
+    Z = np.array(values, dtype=np.float64)  # the only full-size array made here (issue 9: memory)
+    bad = ~np.isfinite(Z)
     if bad.any():
+        has = ~bad.all(axis=0)  # all-missing columns keep 0 (and nanmedian never warns: no catch_warnings,
+        med = np.zeros(Z.shape[1])  # which is not thread-safe)
+        med[has] = np.nanmedian(np.where(bad[:, has], np.nan, Z[:, has]), axis=0)
         Z[bad] = np.take(med, np.nonzero(bad)[1])
+    del bad
     mean = Z.mean(axis=0)
-    std = Z.std(axis=0)
+    Z -= mean
+    std = np.sqrt(np.einsum("ij,ij->j", Z, Z) / max(len(Z), 1))
     keep = std > 1e-12 * np.maximum(1.0, np.abs(mean))
-    return (Z[:, keep] - mean[keep]) / std[keep]
+    if not keep.all():
+        Z = Z[:, keep]
+    Z /= std[keep]
+    return Z
 
 
 def content_folds(keys: np.ndarray, codes: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -287,7 +290,7 @@ def flip_scores(Z: np.ndarray, codes: np.ndarray, n_classes: int, budget: Budget
     rounding in the scaling cannot change them when rows are reordered.
     """
     n = len(codes)
-    keys = row_hashes(canonical_bits(Z)) if keys is None else keys
+    keys = content_hashes(Z) if keys is None else keys
     per_class = np.bincount(codes, minlength=n_classes)
     folds = content_folds(keys, codes, min(FOLDS, int(per_class.min())))
     budget.checkpoint()
@@ -351,12 +354,12 @@ def label_flips(*, X: Any, y: Any = None, feature_names: Any = None, budget: Bud
                          f"Too few rows per class: label flips need at least {MIN_PER_CLASS} labelled rows in "
                          f"every class, and {_names(small)} {'has' if len(small) == 1 else 'have'} fewer "
                          f"(smallest: {int(counts.min())}).")]
-    readable = table.values[:, table.readable]
+    readable = table.values if table.readable.all() else table.values[:, table.readable]
     unreadable = table.unreadable_rows
     if unreadable is not None:  # unreadable cells are NaN and get the median like missing ones
         budget.note(f"{plural(int(unreadable.sum()), 'row')} holding unreadable values scored on the rest")
-    raw = readable[valid]
-    keys = row_hashes(canonical_bits(raw))
+    raw = readable if len(valid) == len(readable) else readable[valid]
+    keys = content_hashes(raw)
     Z = scaled_features(raw)
     if Z.shape[1] == 0:
         return [_skipped("Label flips not checked",

@@ -21,8 +21,8 @@ Method (chosen on ``bench/_poison_outliers.py``, see ``bench/RESULTS.md``):
    data sets are measured in ``tests/test_check_outliers.py``).
 
 Rows are put in a canonical order (sorted by value) before fitting, so the result does not depend
-on the row order of the user's data. Big data is sampled (``Budget.sample_rows``, then at most
-:data:`MAX_SCORED_ROWS` rows are scored) and the card says so.
+on the row order of the user's data. Big data is sampled (at most :data:`MAX_SCORED_ROWS` rows, fewer
+for wide data under the budget's cell limit) and the card says so.
 
 References: F. T. Liu, K. M. Ting, Z.-H. Zhou, "Isolation Forest", ICDM 2008;
 M. M. Breunig, H.-P. Kriegel, R. T. Ng, J. Sander, "LOF: Identifying Density-Based Local
@@ -31,6 +31,7 @@ Outliers", SIGMOD 2000.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -69,27 +70,26 @@ TOP_ROWS = 10
 @register_check(CHECK, applies_to="dataset", title="Outliers and injected points", cost="slow")
 def outliers(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget) -> list[Finding]:
     """Rows that lie far from the other rows of their class (or of the data): injected-looking points."""
+    capped = dataclasses.replace(budget, max_rows=min(budget.max_rows, MAX_SCORED_ROWS))  # shares notes/cancel
     try:
-        table = prepare_features(X, budget, feature_names)
+        table = prepare_features(X, capped, feature_names)
     except UnsupportedData as exc:
         return [_not_checked(exc.message, exc.severity)]
     budget.checkpoint()
     notes = list(table.notes)
     labels = _read_labels(y, table, budget, notes)
 
-    values = table.values[:, table.readable]
+    values = table.values if table.readable.all() else table.values[:, table.readable]
     finite = np.isfinite(values).all(axis=1) if values.shape[1] else np.zeros(len(values), dtype=bool)
     skipped = int(np.count_nonzero(~finite))
     if skipped:
         notes.append(f"{plural(skipped, 'row')} with missing or infinite values skipped")
     local = np.flatnonzero(finite)
-    if local.size > MAX_SCORED_ROWS:
-        local = np.sort(budget.rng().choice(local, size=MAX_SCORED_ROWS, replace=False))
-        notes.append(f"scored a random sample of {MAX_SCORED_ROWS:,} of {len(finite):,} rows")
     if local.size < MIN_ROWS:
         return [_not_checked(f"Only {plural(int(local.size), 'usable row')} (without missing values); at least "
                              f"{MIN_ROWS} are needed to tell outliers apart.", "info", notes)]
-    Z = robust_standardise(values[local])
+    Z = robust_standardise(values if skipped == 0 else values[local])
+    del values
     if Z.shape[1] == 0:
         return [_not_checked("Every usable column holds a single value; there is nothing to score.", "info", notes)]
     codes = labels.codes[local] if labels is not None else np.full(local.size, -1, dtype=np.int64)
@@ -104,14 +104,16 @@ def outliers(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget
 # -- scoring (pure kernels) -------------------------------------------------------------------------
 def robust_standardise(values: np.ndarray) -> np.ndarray:
     """``(x - median) / (IQR / 1.349)`` per column on a copy (std where the IQR is 0), constant
-    columns dropped, clipped to ±:data:`CLIP`."""
-    med = np.median(values, axis=0)
-    q1, q3 = np.percentile(values, [25, 75], axis=0)
+    columns dropped, clipped to ±:data:`CLIP`. The copy is the only full-size array kept (issue 9)."""
+    q1, med, q3 = np.percentile(values, [25, 50, 75], axis=0)
     scale = (q3 - q1) / 1.349
-    std = values.std(axis=0)
-    scale = np.where(scale > 0, scale, std)
+    no_iqr = np.flatnonzero(~(scale > 0))
+    if no_iqr.size:
+        scale[no_iqr] = values[:, no_iqr].std(axis=0)
     keep = scale > 0
-    Z = (values[:, keep] - med[keep]) / scale[keep]
+    Z = np.array(values[:, keep] if not keep.all() else values, dtype=np.float64)
+    Z -= med[keep]
+    Z /= scale[keep]
     return np.clip(Z, -CLIP, CLIP, out=Z)
 
 

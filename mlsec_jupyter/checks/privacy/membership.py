@@ -58,8 +58,9 @@ import numpy as np
 from ...findings import Finding, Severity
 from .._intervals import clopper_pearson
 from .._models import seeded_clone
+from .._parallel import BackendError, sweep
 from .._tabular import n_samples
-from ..budget import Budget, CheckTimeout
+from ..budget import Budget, CheckCancelled, CheckTimeout
 from ..registry import register_check
 
 CHECK = "privacy.membership"
@@ -569,6 +570,19 @@ def _concat(a: Any, b: Any) -> Any:
     return list(a) + list(b)
 
 
+def fit_shadow(clone: Any, X_pool: Any, y_pool: Any, pool_rows: np.ndarray, Xm: Any, ym: np.ndarray,
+               members: np.ndarray | None, Xn: Any, yn: np.ndarray, mode: str, *,
+               budget: Budget | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit one shadow model (an unfitted, seeded clone) on ``pool_rows`` of the pool and the ``members`` rows
+    of ``Xm``; return φ of the evaluated members and non-members. One job of the shadow sweep: it may run
+    on a cluster (:mod:`.._parallel`), so it takes everything it needs and returns arrays only."""
+    X_fit, y_fit = _take(X_pool, pool_rows), _label_values(y_pool, pool_rows)
+    if members is not None:
+        X_fit, y_fit = _concat(_take(Xm, members), X_fit), np.concatenate([ym[members], y_fit])
+    shadow = clone.fit(X_fit, y_fit)
+    return sklearn_stats(shadow, Xm, ym, mode).phi, sklearn_stats(shadow, Xn, yn, mode).phi
+
+
 def _shadow_attack(model: Any, mode: str, X_test: Any, y_test: Any, n_test: int, Xm: Any, ym: np.ndarray,
                    Xn: Any, yn: np.ndarray, non_idx: np.ndarray, target_m: RowStats, target_n: RowStats, n_shadow: int,
                    budget: Budget, rng: np.random.Generator, delta: float,
@@ -593,40 +607,46 @@ def _shadow_attack(model: Any, mode: str, X_test: Any, y_test: Any, n_test: int,
     order = np.argsort(rng.random((n_shadow, size)), axis=0)
     keep = order < n_shadow // 2 if n_shadow > 1 else rng.random((1, size)) < 0.5
     where_eval = n_mem + np.searchsorted(pool, non_idx)  # each evaluated non-member's column in ``keep``
+    jobs, shadow_ids = [], []
+    for k in range(n_shadow):  # seeds are drawn here, in order, so every backend fits the same shadows
+        test_rows = pool[keep[k][n_mem:]]
+        mine = np.flatnonzero(keep[k][:n_mem]) if n_mem else None
+        y_fit = _label_values(y_test, test_rows) if mine is None else np.concatenate([ym[mine], _label_values(y_test, test_rows)])
+        if len(np.unique(y_fit)) < 2:
+            continue
+        jobs.append((seeded_clone(model, rng), X_test, y_test, test_rows, Xm, ym, mine, Xn, yn, mode))
+        shadow_ids.append(k)
     phis_m, phis_n, outs_m, outs_n = [], [], [], []
     stopped = ""
     per_shadow = 0.0
-    for k in range(n_shadow):
-        try:
-            budget.checkpoint()
-        except CheckTimeout:
-            stopped = "the time budget ran out"
-            break
-        if k and budget.remaining < per_shadow + RESERVE_SECONDS:
-            stopped = "the time budget would run out"
-            break
-        if k and time.monotonic() - start + per_shadow > SHADOW_SHARE * budget.seconds:
-            stopped = f"shadow models may use {100 * SHADOW_SHARE:.0f}% of the check's time budget"
-            break
-        t0 = time.monotonic()
-        test_rows = pool[keep[k][n_mem:]]
-        X_fit, y_fit = _take(X_test, test_rows), _label_values(y_test, test_rows)
-        if n_mem:
-            mine = np.flatnonzero(keep[k][:n_mem])
-            X_fit, y_fit = _concat(_take(Xm, mine), X_fit), np.concatenate([ym[mine], y_fit])
-        if len(np.unique(y_fit)) < 2:
-            continue
-        try:
-            shadow = seeded_clone(model, rng).fit(X_fit, y_fit)
-            sm = sklearn_stats(shadow, Xm, ym, mode)
-            sn = sklearn_stats(shadow, Xn, yn, mode)
-        except Exception as exc:  # a clone that cannot be refitted (custom estimators...)
-            return None, f"shadow model {k + 1} could not be trained ({type(exc).__name__}: {str(exc)[:120]})"
-        phis_m.append(sm.phi)
-        phis_n.append(sn.phi)
-        outs_m.append(~keep[k][:n_mem] if n_mem else np.ones(len(ym), dtype=bool))
-        outs_n.append(~keep[k][where_eval])
-        per_shadow = max(per_shadow, time.monotonic() - t0)
+    results = sweep(fit_shadow, jobs, budget)
+    t0 = time.monotonic()
+    try:
+        for k in shadow_ids:
+            if phis_m and budget.remaining < per_shadow + RESERVE_SECONDS:
+                stopped = "the time budget would run out"
+                break
+            if phis_m and time.monotonic() - start + per_shadow > SHADOW_SHARE * budget.seconds:
+                stopped = f"shadow models may use {100 * SHADOW_SHARE:.0f}% of the check's time budget"
+                break
+            try:
+                budget.progress(0.9 * len(phis_m) / len(shadow_ids), f"shadow model {len(phis_m) + 1} of {len(shadow_ids)}")
+                phi_m, phi_n = next(results)
+            except CheckTimeout:
+                stopped = "the time budget ran out"
+                break
+            except (CheckCancelled, BackendError):
+                raise
+            except Exception as exc:  # a clone that cannot be refitted (custom estimators...)
+                return None, f"shadow model {k + 1} could not be trained ({type(exc).__name__}: {str(exc)[:120]})"
+            phis_m.append(phi_m)
+            phis_n.append(phi_n)
+            outs_m.append(~keep[k][:n_mem] if n_mem else np.ones(len(ym), dtype=bool))
+            outs_n.append(~keep[k][where_eval])
+            per_shadow = max(per_shadow, time.monotonic() - t0)
+            t0 = time.monotonic()
+    finally:
+        results.close()
     done = len(phis_m)
     if done < MIN_SHADOWS:
         why = f" ({stopped})" if stopped else ""

@@ -33,6 +33,7 @@ import numpy as np
 
 from ...findings import Finding, Severity
 from .._intervals import rate_ci
+from .._parallel import sweep
 from ..budget import Budget, CheckTimeout
 from ..registry import register_check
 from . import _attacks as A
@@ -226,6 +227,27 @@ def _white(ctx: _Context, rows: np.ndarray, eps: float, fgsm: bool, steps: int |
                           random_start=not fgsm, seed=ctx.seed, budget=ctx.budget)
 
 
+def attack_at_eps(module: Any, row_shape: tuple[int, ...], x0: np.ndarray, labels: np.ndarray, eps: float,
+                  norm: str, unit: np.ndarray, lower: np.ndarray, upper: np.ndarray, steps: int, seed: int,
+                  with_pgd: bool, *, budget: Budget | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """One point of the ε sweep: which rows FGSM fools, which PGD fools (``None`` without PGD) and the FGSM
+    gradient norms. A job of :func:`.._parallel.sweep`: it may run on a cluster, so it takes plain values
+    and returns arrays only."""
+    common = dict(norm=norm, unit=unit, lower=lower, upper=upper, seed=seed, budget=budget)
+    r = A.torch_attack(module, row_shape, x0, labels, eps, steps=1, step_size=eps, random_start=False, **common)
+    fooled_pgd = None
+    if with_pgd:
+        fooled_pgd = A.torch_attack(module, row_shape, x0, labels, eps, steps=steps, step_size=None,
+                                    random_start=True, **common).fooled
+    return r.fooled, fooled_pgd, r.grad_norm
+
+
+def _on_rows(n_rows: int, rows: np.ndarray, fooled: np.ndarray) -> np.ndarray:
+    out = np.zeros(n_rows, bool)
+    out[rows] = fooled
+    return out
+
+
 def _run_white_box(ctx: _Context, pool: np.ndarray) -> dict[str, Any]:
     """FGSM (and PGD) at every ε on the correctly classified rows, then the gradient-masking checks."""
     t, budget = ctx.target, ctx.budget
@@ -238,29 +260,31 @@ def _run_white_box(ctx: _Context, pool: np.ndarray) -> dict[str, Any]:
     notes: list[str] = []
     done_eps: list[float] = []
     stopped = f"to stay within the {budget.seconds:g} s budget (%mlsec probe runs the whole sweep)"
-    for i, eps in enumerate(ctx.eps):
-        try:
-            budget.progress(i / (len(ctx.eps) + 1), f"{ctx.kind.upper()} at ε {eps:g}")
-            fooled_fgsm = np.zeros(t.n_rows, bool)
-            r = _white(ctx, rows, eps, fgsm=True)
-            fooled_fgsm[rows] = r.fooled
-            fooled = np.zeros(t.n_rows, bool)
+    sc, x0, labels = ctx.scale, t.values[rows], t.labels[rows]  # one copy shared by every job
+    jobs = [(t.probe._model, t.probe.row_shape, x0, labels, eps, ctx.norm, sc.unit, sc.lower, sc.upper, ctx.steps,
+             ctx.seed, ctx.kind == "pgd") for eps in ctx.eps]
+    results = sweep(attack_at_eps, jobs, budget)
+    try:
+        for i, eps in enumerate(ctx.eps):
+            try:
+                budget.progress(i / (len(ctx.eps) + 1), f"{ctx.kind.upper()} at ε {eps:g}")
+                fooled_fgsm, fooled_pgd, r_grad_norm = next(results)
+            except CheckTimeout:
+                if not done_eps:
+                    raise
+                notes.append(f"stopped after {len(done_eps)} of {len(ctx.eps)} ε values {stopped}")
+                break
+            if i == 0:
+                grad_norm = r_grad_norm
+            fgsm.append(_accuracy(ctx, _on_rows(t.n_rows, rows, fooled_fgsm)))
             if ctx.kind == "pgd":
-                fooled[rows] = _white(ctx, rows, eps, fgsm=False).fooled
-        except CheckTimeout:
-            if not done_eps:
-                raise
-            notes.append(f"stopped after {len(done_eps)} of {len(ctx.eps)} ε values {stopped}")
-            break
-        if i == 0:
-            grad_norm = r.grad_norm
-        fgsm.append(_accuracy(ctx, fooled_fgsm))
-        if ctx.kind == "pgd":
-            pgd.append(_accuracy(ctx, fooled))
-        done_eps.append(eps)
-        if budget.elapsed > ctx.share * budget.seconds and i + 1 < len(ctx.eps):
-            notes.append(f"stopped after {len(done_eps)} of {len(ctx.eps)} ε values {stopped}")
-            break
+                pgd.append(_accuracy(ctx, _on_rows(t.n_rows, rows, fooled_pgd)))
+            done_eps.append(eps)
+            if budget.elapsed > ctx.share * budget.seconds and i + 1 < len(ctx.eps):
+                notes.append(f"stopped after {len(done_eps)} of {len(ctx.eps)} ε values {stopped}")
+                break
+    finally:
+        results.close()
     ctx.eps = done_eps
     robust = pgd if ctx.kind == "pgd" else fgsm
     result: dict[str, Any] = {"robust_accuracy": robust, "notes": notes}

@@ -148,6 +148,14 @@ _PANDAS = frozenset(
      "pandas._libs.sparse.BlockIndex", "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
      "pandas._libs.tslibs.timestamps._unpickle_timestamp", "pandas._libs.tslibs.nattype._nat_unpickle",
      "pandas.core.internals.blocks.new_block", "pandas.core.internals.blocks._extract_bool_array"])
+#: pyarrow's array rebuild helpers and data-type factories: pandas objects holding Arrow data (the default
+#: for strings when pyarrow is installed, and every ``ArrowDtype``) pickle through these. Each only builds
+#: an array from buffers or a type from its parameters.
+_PYARROW = frozenset(f"pyarrow.lib.{n}" for n in (
+    "_restore_array py_buffer type_for_alias field schema chunked_array list_ large_list list_view "
+    "large_list_view fixed_size_list map_ struct dictionary run_end_encoded timestamp time32 time64 date32 "
+    "date64 duration month_day_nano_interval decimal32 decimal64 decimal128 decimal256 binary large_binary "
+    "binary_view fixed_size_binary string large_string string_view").split())
 #: pandas modules whose classes (capitalised names) rebuild data: older pandas pickles by module path.
 _PANDAS_CLASS_MODULES = ("pandas.core.frame", "pandas.core.series", "pandas.core.indexes.", "pandas.core.internals.",
                          "pandas.core.arrays.", "pandas.core.dtypes.dtypes", "pandas._libs.tslibs.offsets")
@@ -207,10 +215,10 @@ def _prefixes(full: str) -> list[str]:
 
 def _library_class(module: str, name: str) -> bool:
     """Standard torch.nn / torch.optim classes, torch.nn.functional functions (activations a module keeps),
-    scikit-learn estimator classes and pandas data classes."""
+    scikit-learn estimator classes, pandas data classes and the pyarrow helpers pandas' Arrow data uses."""
     if module in ("torch.nn.functional", "torch._C._nn"):
         return name in _TORCH_FUNCTIONAL
-    if f"{module}.{name}" in _PANDAS:
+    if f"{module}.{name}" in _PANDAS or f"{module}.{name}" in _PYARROW:
         return True
     if module.startswith(_PANDAS_CLASS_MODULES + _SCIPY_CLASS_MODULES) and re.fullmatch(r"[A-Z]\w*", name):
         return True
