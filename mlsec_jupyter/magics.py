@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import shlex
 from pathlib import Path
@@ -196,22 +197,23 @@ class MlsecMagics(Magics):
 
     def _cmd_config(self, args: argparse.Namespace) -> None:
         config = self._session.config
-        backend_before = config.backend
+        trial = dataclasses.replace(config)  # all settings or none: a refused one leaves every one as it was
         for pair in args.pairs:
             key, sep, value = pair.partition("=")
             if not sep:
                 raise UsageError(f"%mlsec config: expected KEY=VALUE, got {pair!r}. Type %mlsec? for help.")
             try:
-                config.set(key.strip(), value)
+                trial.set(key.strip(), value)
             except ValueError as exc:
                 raise UsageError(f"%mlsec config: {exc}") from None
         where = ""
-        if config.backend != backend_before:
+        if trial.backend != config.backend:
             try:
-                where = check_backend(parse_backend(config.backend))
+                where = check_backend(parse_backend(trial.backend))
             except BackendError as exc:
-                config.backend = backend_before
-                raise UsageError(f"%mlsec config: {exc} The backend stays {backend_before}.") from None
+                raise UsageError(f"%mlsec config: {exc} No setting was changed.") from None
+        for f in dataclasses.fields(config):
+            setattr(config, f.name, getattr(trial, f.name))
         self._session.apply_config()
         print(f"mlsec-jupyter settings: {_settings_text(config.as_dict())}")
         if where:

@@ -169,7 +169,7 @@ def test_a_frame_too_big_to_read_whole_is_sampled_at_random_and_says_so(cancer):
 
 def test_a_big_array_is_sampled_by_content_so_copies_stay_together(cancer):
     """Issue 9: a random sample keeps both copies of a pair with probability (100/569)² ≈ 3 %; a content
-    sample keeps them together, so the duplicate share of the sample estimates the whole data's."""
+    sample keeps them together, and the keying pass counts duplicates over every row."""
     X, y = cancer
     X = X.copy()
     X[300:400] = X[200:300]  # 100 of 569 rows (17.6 %) repeat an earlier row
@@ -178,11 +178,32 @@ def test_a_big_array_is_sampled_by_content_so_copies_stay_together(cancer):
         f = by_title(duplicates(X=X, y=y, budget=budget))["Exact duplicate rows"]
     rows = np.asarray(f.indices)
     assert rows.size >= 5 and np.all((rows >= 300) & (rows < 400))  # only real later copies are flagged
-    assert f.metrics["sample"] == "by content" and 60 <= f.metrics["sampled_rows"] <= 140
-    low, high = f.metrics["exact_duplicate_rate_ci"]
-    assert low <= 100 / 569 <= high and high - low < 0.3
-    assert "content sample" in f.summary and "every copy of a row together" in f.summary
+    assert f.metrics["sample"] == "by content" and f.metrics["sampled_rows"] == 100
+    assert f.metrics["exact_duplicates_total"] == 100 and f.metrics["exact_duplicate_rate"] == round(100 / 569, 6)
+    assert "100 rows (17.6%) of all 569 repeat an earlier row" in f.summary
+    assert "every copy of a row together" in f.summary
     assert any("by a hash of their content" in note for note in budget.notes)
+
+
+def test_rows_repeated_very_often_are_counted_exactly_and_read_at_random():
+    """Five distinct rows repeated 2,000 times each: the lowest keys are whole groups of 2,000 rows, which
+    do not fit a 1,000-row sample, so rows are read at random; the count over every row still holds."""
+    X = np.repeat(np.arange(5.0)[:, None] * np.ones((1, 3)), 2_000, axis=0)
+    budget = Budget(max_rows=1_000)
+    f = by_title(duplicates(X=X, budget=budget))["Exact duplicate rows"]
+    assert f.metrics["exact_duplicates_total"] == 10_000 - 5 and f.metrics["sample"] == "random rows"
+    assert any("repeat so often" in note for note in budget.notes)
+
+
+def test_an_overlap_that_cannot_be_measured_is_said_so_not_reported_as_zero():
+    """X_test is one copy of a training row; the content sample holds 100 of 20,000 training rows, and
+    that copy's key is not among them: it cannot be compared, which is not the same as "no overlap"."""
+    X = np.random.default_rng(0).normal(size=(20_000, 4))
+    findings = duplicates(X=X, X_test=X[:1], budget=Budget(max_rows=100))
+    (problem,) = [f for f in findings if f.title == "Train/test overlap not checked"]
+    assert "no overlap can be measured" in problem.summary
+    assert problem.metrics["train_test_overlap"] is None
+    assert not any("no test row" in f.summary for f in findings)
 
 
 def test_when_keying_every_row_would_take_too_long_rows_are_sampled_at_random(monkeypatch):

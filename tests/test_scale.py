@@ -106,9 +106,25 @@ def test_a_dask_dataframe_reads_some_partitions_and_labels_from_the_same_rows():
     assert all(r.status.value == "done" for r in card.runs), [(r.check, r.message) for r in card.runs]
     integrity = card.by_check("data.integrity")[0]
     assert integrity.title == "No integrity problems found"  # the labels matched the rows read
-    assert "its length was not counted" in card.runs[0].sampled
+    assert "from 8 of 30 partitions" in card.runs[0].sampled and "estimated" in card.runs[0].sampled
+    assert card.by_check("data.duplicates")[0].metrics["total_rows"] == 60_000  # 30 equal partitions
     # each check reads 8 of the 30 partitions (features, then the same partitions for the labels)
     assert len(calls) <= len(card.runs) * 2 * DASK_MIN_PARTITIONS < 30 * len(card.runs)
+
+
+def test_labels_that_cannot_be_matched_to_a_dask_dataframe_are_refused_not_misread():
+    pd = pytest.importorskip("pandas")
+    X_np, y_np, _ = _planted_flips(20_000, 0.0)
+    frame = pd.DataFrame(X_np, columns=[f"f{i}" for i in range(10)])
+    ddf = dd.from_pandas(frame, npartitions=16)
+    budget = Budget(max_rows=2_000)
+    for y in (y_np,  # a numpy y: the frame's rows read cannot be located in it
+              dd.from_pandas(pd.Series(y_np), npartitions=5)):  # partitioned differently from X
+        for check in ("data.integrity", "data.label_flips"):
+            findings = mj.run_check(check, X=ddf, y=y, budget=budget)
+            assert all(f.severity.label in ("info", "low") for f in findings), [(f.severity, f.title) for f in findings]
+            assert any("Dask" in f.summary and "labels not checked" in f.summary for f in findings), \
+                [f.summary for f in findings]
 
 
 def test_a_dask_array_with_unknown_chunk_sizes_is_not_computed_and_says_what_to_do():
@@ -205,10 +221,13 @@ def test_bad_backends_are_refused_with_what_to_do(ip):
     with pytest.raises(Exception, match="backend must be local, dask, ray or a Dask scheduler address"):
         ip.run_line_magic("mlsec", "config backend=spark")
     with pytest.raises(Exception, match="No Dask scheduler answered at tcp://127.0.0.1:1"):
-        ip.run_line_magic("mlsec", "config backend=tcp://127.0.0.1:1")
+        ip.run_line_magic("mlsec", "config time_budget=12 backend=tcp://127.0.0.1:1")
+    with pytest.raises(Exception, match="No Dask scheduler answered at tcp://localhost:notaport"):
+        ip.run_line_magic("mlsec", "config backend=tcp://localhost:notaport")  # malformed: still a clear line
     from mlsec_jupyter.extension import _STATE
 
-    assert _STATE.session.config.backend == "local"  # a refused backend leaves the setting as it was
+    # a refused backend leaves every setting of that line as it was
+    assert _STATE.session.config.backend == "local" and _STATE.session.config.time_budget == 30.0
 
 
 def test_dask_without_a_running_client_says_how_to_start_one():

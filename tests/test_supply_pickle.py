@@ -849,25 +849,28 @@ def test_pandas_objects_are_safe(tmp_path):
     for name, obj in {"frame": frame, "series": series}.items():
         obj.to_pickle(tmp_path / f"{name}.pkl")
         r = scan_path(tmp_path / f"{name}.pkl")
+        if r.custom_globals == ["pyarrow.lib._restore_array"]:  # strings held as Arrow arrays: next test
+            continue
         assert r.verdict == "safe", (name, r.custom_globals, r.unsafe_globals, r.problems)
 
 
-def test_pandas_objects_holding_arrow_data_are_safe_and_other_pyarrow_globals_are_not(tmp_path):
-    """With pyarrow installed pandas keeps strings (and every ArrowDtype column) as Arrow arrays, which
-    pickle through pyarrow's rebuild helpers; those are data, anything else from pyarrow is still named."""
+def test_pandas_objects_holding_arrow_data_name_only_the_unvalidated_arrow_rebuild(tmp_path):
+    """With pyarrow installed pandas keeps strings (and every ArrowDtype column) as Arrow arrays, which pickle
+    through ``pyarrow.lib._restore_array``: it builds an array from the pickle's raw buffers without
+    validating them (crafted offsets read out of bounds), so it stays custom code; the type factories
+    around it are data and are not named."""
     pa = pytest.importorskip("pyarrow")
     import pandas as pd
 
     frame = pd.DataFrame({
         "s": pd.array(["x", None], dtype=pd.ArrowDtype(pa.string())),
-        "i": pd.array([1, None], dtype="int64[pyarrow]"),
         "l": pd.array([[1], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
         "t": pd.array([{"a": 1}, None], dtype=pd.ArrowDtype(pa.struct([("a", pa.int64())]))),
-        "d": pd.array(["u", "v"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
         "ts": pd.array(pd.to_datetime(["2020-01-01", None]).tz_localize("UTC"),
                        dtype=pd.ArrowDtype(pa.timestamp("ns", tz="UTC")))})
     frame.to_pickle(tmp_path / "arrow.pkl")
     r = scan_path(tmp_path / "arrow.pkl")
-    assert r.verdict == "safe", (r.custom_globals, r.unsafe_globals, r.problems)
-    other = scan_bytes(tmp_path, b"\x80\x04cpyarrow.lib\nread_serialized\n)R.")
-    assert other.verdict != "safe" and "pyarrow.lib.read_serialized" in other.custom_globals + other.unsafe_globals
+    assert r.verdict == "custom code" and r.custom_globals == ["pyarrow.lib._restore_array"], r.custom_globals
+    assert r.unsafe_globals == []
+
+

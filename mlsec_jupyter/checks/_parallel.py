@@ -21,8 +21,9 @@ Results come back in job order whatever the backend, and each job's randomness i
 sent (seeds drawn in the calling thread), so a sweep gives the same findings on every backend. A job
 function takes a ``budget`` keyword: the check's :class:`Budget` locally (checkpoints inside a job
 work as before), ``None`` on a cluster (which cannot see its cancel event); there the loop checks the
-budget after each result, and stopping (cancel, time budget, an early ``break``) aborts the jobs
-still queued on the cluster. Functions and arguments must pickle: module-level functions of this
+budget after each result, and stopping (cancel, time budget, an early ``break``) stops taking results
+at once. Jobs already sent to a Dask cluster run to their end there (joblib's Dask backend does not
+cancel them); their results are dropped. Functions and arguments must pickle: module-level functions of this
 package, scikit-learn estimators and torch modules do.
 
 Why not joblib everywhere: joblib's local backends would start processes or threads next to the
@@ -96,7 +97,7 @@ def _dask_client(backend: Backend) -> Any:
             if client is None or client.status not in ("running", "connecting", "newly-created"):
                 try:
                     client = distributed.Client(backend.address, timeout="10s", set_as_default=False)
-                except OSError as exc:
+                except Exception as exc:  # refused, timed out, or a malformed address
                     raise BackendError(f"No Dask scheduler answered at {backend.address} ({exc}); start one "
                                        f"(dask scheduler / LocalCluster) or set %mlsec config backend=local."
                                        ) from None
@@ -117,6 +118,9 @@ def check_backend(backend: Backend) -> str:
     if backend.kind == "dask":
         client = _dask_client(backend)
         workers = len(client.scheduler_info().get("workers", {}))
+        if not workers:
+            raise BackendError(f"The Dask scheduler at {client.scheduler.address} has no workers; start some "
+                               f"(dask worker {client.scheduler.address}) or set %mlsec config backend=local.")
         return f"dask scheduler {client.scheduler.address} with {workers} worker{'s' if workers != 1 else ''}"
     _ray()
     import ray
@@ -162,8 +166,8 @@ def sweep(func: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], budget: Any
     """``func(*job, budget=...)`` for every job, in job order, on ``budget.backend`` (module docstring).
 
     The budget is checked before each local job and after each remote result, so cancellation and
-    the time budget stop the sweep; closing the generator aborts the jobs still queued. A single job
-    runs locally (nothing to spread).
+    the time budget stop the sweep. A single job runs locally (nothing to spread); a cluster that cannot
+    run jobs (stopped, no workers, Ray not started) raises :class:`BackendError` before any is sent.
     """
     backend = getattr(budget, "backend", LOCAL)
     if backend.is_local or len(jobs) < 2:
@@ -171,6 +175,7 @@ def sweep(func: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], budget: Any
             budget.checkpoint()
             yield func(*job, budget=budget)
         return
+    check_backend(backend)  # a stopped cluster says so (BackendError), not "job 1 failed"
     if backend.kind == "ray":  # Ray's joblib backend returns lists only: run in rounds of one job a CPU
         yield from _rounds(func, jobs, budget, _ray_cpus())
         return

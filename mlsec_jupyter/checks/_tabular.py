@@ -110,8 +110,9 @@ class Table:
     issues: list[Issue] = field(default_factory=list)
     categories: dict[int, list[str]] = field(default_factory=dict)
     unreadable: dict[int, np.ndarray] = field(default_factory=dict)
-    #: Dask DataFrames: the ``(partition, start, stop)`` runs read, so labels can be read alike.
-    source_windows: list[tuple[int, int, int]] | None = None
+    #: Dask DataFrames: the ``(partition, start, stop, partition length)`` runs read, so labels can be
+    #: read alike.
+    source_windows: list[tuple[int, int, int, int]] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -843,37 +844,34 @@ def _dask_kind(tp: type) -> str | None:
 def dask_windows(lengths: Sequence[int], limit: int, budget: Budget) -> list[tuple[int, int, int]]:
     """Row runs ``(partition, start, stop)`` (positions inside the partition) to read: about ``limit``
     rows in all, one contiguous run at a random offset in each of at least :data:`DASK_MIN_PARTITIONS`
-    randomly chosen partitions (all partitions when they hold no more than ``limit`` rows).
+    partitions chosen at random in proportion to their length (all partitions when they hold no more
+    than ``limit`` rows); a partition too short for its share leaves the rest to the next ones.
 
     A cluster sample: only the chosen partitions are computed. Rows of one partition are often alike
     (written together), so a rate from this sample varies more than one from ``limit`` independent rows;
     the card says how many partitions were read.
     """
-    lengths = [int(n) for n in lengths]
-    if sum(lengths) <= limit:
-        return [(p, 0, n) for p, n in enumerate(lengths) if n]
+    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
+    if lengths.sum() <= limit:
+        return [(p, 0, int(n)) for p, n in enumerate(lengths) if n]
     rng = budget.rng()
-    mean = max(sum(lengths) / max(len(lengths), 1), 1.0)
-    n_parts = min(len(lengths), max(DASK_MIN_PARTITIONS, int(np.ceil(limit / mean))))
-    chosen = np.sort(rng.permutation(len(lengths))[:n_parts])
-    per = int(np.ceil(limit / n_parts))
-    out = []
-    for p in chosen.tolist():
-        take = min(lengths[p], per)
+    filled = np.flatnonzero(lengths > 0)
+    mean = lengths.sum() / len(filled)
+    n_parts = min(len(filled), max(DASK_MIN_PARTITIONS, int(np.ceil(limit / mean))))
+    chosen = rng.choice(filled, size=n_parts, replace=False, p=lengths[filled] / lengths[filled].sum())
+    out, left = [], limit
+    for i, p in enumerate(chosen.tolist()):
+        take = int(min(lengths[p], np.ceil(left / (n_parts - i))))
         if take:
             start = int(rng.integers(0, lengths[p] - take + 1))
             out.append((p, start, start + take))
-    return out
+            left -= take
+    return sorted(out)
 
 
-def _dask_note(kind: str, windows: list[tuple[int, int, int]], n_parts: int, n_read: int, n_total: int | None) -> str:
-    total = f" of {n_total:,}" if n_total is not None else ""
-    note = (f"read {n_read:,}{total} rows of the Dask {kind} from {len(windows)} of {n_parts} partitions "
+def _dask_note(windows: list[tuple[int, int, int]], n_parts: int, n_read: int, n_total: int) -> str:
+    return (f"read {n_read:,} of {n_total:,} rows of the Dask array from {len(windows)} of {n_parts} partitions "
             f"(a contiguous run in each; never computed whole)")
-    if n_total is None:
-        note += ("; its length was not counted, which would read every partition, so row numbers on this card "
-                 "count the rows read")
-    return note
 
 
 def _from_dask_array(X: Any, budget: Budget, feature_names: Any, name: str, allow_nd: bool) -> Table:
@@ -904,7 +902,7 @@ def _from_dask_array(X: Any, budget: Budget, feature_names: Any, name: str, allo
     sample = np.concatenate(parts) if len(parts) > 1 else parts[0]
     local_rows = np.concatenate(rows)
     if len(local_rows) < n:
-        budget.note(_dask_note("array", windows, len(lengths), len(local_rows), n))
+        budget.note(_dask_note(windows, len(lengths), len(local_rows), n))
     table = _from_numpy(sample, dataclasses.replace(budget, max_rows=len(sample), max_cells=max(budget.max_cells, sample.size)),
                         feature_names, name, allow_nd)
     table.rows = local_rows if len(local_rows) < n else None
@@ -913,34 +911,43 @@ def _from_dask_array(X: Any, budget: Budget, feature_names: Any, name: str, allo
 
 
 def _from_dask_frame(X: Any, budget: Budget, feature_names: Any, name: str, kind: str) -> Table:
+    """A Dask DataFrame/Series: randomly chosen partitions are computed one at a time and a run of each
+    kept at once (their lengths are unknown before reading). The frame's length is not counted, which
+    would read every partition; the table's total is estimated from the partitions read."""
+    import pandas as pd
+
     n_parts = int(X.npartitions)
     k = len(X.columns) if kind == "frame" else 1
     limit = row_limit(max(k, 1), budget, name)
-    # partition lengths are unknown without reading them: read randomly chosen partitions, whole or a run
-    order = budget.rng().permutation(n_parts)
     wanted = min(n_parts, DASK_MIN_PARTITIONS)
-    frames, windows, read = [], [], 0
-    for p in np.sort(order[:wanted]).tolist():
+    chosen = np.sort(budget.rng().permutation(n_parts)[:wanted]).tolist()
+    per = int(np.ceil(limit / max(wanted, 1)))
+    rng = budget.rng()
+    frames, windows, seen = [], [], 0
+    for p in chosen:
         budget.checkpoint()
         part = X.get_partition(p).compute()
-        frames.append(part)
-        read += len(part)
-    per = int(np.ceil(limit / max(len(frames), 1)))
-    rng = budget.rng()
-    for i, (p, part) in enumerate(zip(np.sort(order[:wanted]).tolist(), frames)):
+        seen += len(part)
         take = min(len(part), per)
         start = int(rng.integers(0, len(part) - take + 1)) if take else 0
-        frames[i] = part.iloc[start:start + take]
-        windows.append((p, start, start + take))
-    import pandas as pd
-
+        frames.append(part.iloc[start:start + take])
+        windows.append((p, start, start + take, len(part)))
+        del part
     sample = pd.concat(frames) if len(frames) > 1 else frames[0]
-    estimate = None if wanted < n_parts else read
-    budget.note(_dask_note("DataFrame" if kind == "frame" else "Series", windows, n_parts, len(sample), estimate))
+    everything = wanted == n_parts and len(sample) == seen
+    estimate = seen if wanted == n_parts else int(round(seen / max(wanted, 1) * n_parts))
+    noun = "DataFrame" if kind == "frame" else "Series"
+    if not everything:
+        budget.note(f"read {len(sample):,} rows of the Dask {noun} from {len(windows)} of {n_parts} partitions "
+                    f"(a run of each; about {estimate:,} rows in all, estimated: counting them would read "
+                    f"every partition); row numbers on this card count the rows read")
     table = _from_pandas(sample, dataclasses.replace(budget, max_rows=max(len(sample), 1),
                                                      max_cells=max(budget.max_cells, len(sample) * max(k, 1))),
                          feature_names, name)
     table.source_windows = windows
+    if not everything:
+        table.rows = np.arange(len(sample))
+        table.n_rows_total = estimate
     return table
 
 
@@ -956,9 +963,16 @@ def _dask_labels(y: Any, rows: np.ndarray | None, windows: list[tuple[int, int, 
             return np.asarray(y.compute()).reshape(-1)
         return np.asarray(y[rows].compute()).reshape(-1)  # only the chunks holding these rows are computed
     if kind == "series" and windows is not None:
-        parts = [y.get_partition(p).compute().iloc[a:b] for p, a, b in windows]
         import pandas as pd
 
+        parts = []
+        for p, a, b, length in windows:
+            part = y.get_partition(p).compute() if p < y.npartitions else None
+            if part is None or len(part) != length:
+                raise UnsupportedData("y is a Dask Series partitioned differently from X, so its rows cannot be "
+                                      "matched to the rows read; pass the label column of the same frame "
+                                      "(ddf['label']); labels not checked.", severity="info")
+            parts.append(part.iloc[a:b])
         return np.asarray(pd.concat(parts) if len(parts) > 1 else parts[0], dtype=object)
     raise UnsupportedData("y is a Dask collection that cannot be matched to the rows read from X (pass a "
                           "Dask array, or a Dask Series partitioned like X); labels not checked.", severity="info")
@@ -1258,6 +1272,10 @@ def labels_for(y: Any, table: Table, budget: Budget) -> Labels:
     n_y = n_samples(y)
     if n_y is not None and n_y != table.n_rows_total:
         raise UnsupportedData(f"y has {n_y:,} labels but X has {table.n_rows_total:,} rows")
+    if table.source_windows is not None and _dask_kind(type(y)) != "series":
+        raise UnsupportedData("X is a Dask DataFrame read from some of its partitions; pass y as a Dask Series "
+                              "of the same frame (ddf['label']) so its rows can be matched; labels not checked.",
+                              severity="info")
     if _dask_kind(type(y)) is not None:
         return _encode_labels(_dask_labels(y, table.rows, table.source_windows), None, budget)
     return prepare_labels(y, table.rows, budget)

@@ -19,8 +19,10 @@ scikit-learn data sets iris, wine, breast_cancer and digits it flags no row.
 Big numeric arrays (more rows than a table may hold) are sampled **by content** (:func:`content_sample`):
 every row gets a key from a random projection of its values, and the rows with the lowest keys are read,
 so all copies of a row are in the sample or none is. The sample's duplicate share then estimates the
-whole data's, stated with a 95 % interval (``exact_duplicate_rate_ci``); test rows are picked by the same
-keys, so train/test overlap is estimated alike. Other inputs too big to read whole are sampled at random
+whole data's. The keying pass also counts exact duplicates over every row (64-bit content hashes) up to
+:data:`EXACT_COUNT_ROWS` rows (``exact_duplicates_total``); beyond that the share is estimated from the
+sample with a 95 % interval (``exact_duplicate_rate_ci``). Test rows are picked by the same keys, so
+train/test overlap is estimated alike. Other inputs too big to read whole are sampled at random
 rows, which splits most pairs of copies: their card says the true counts are likely higher.
 """
 
@@ -269,28 +271,26 @@ def near_pairs(Z: np.ndarray, radius: float, rng: np.random.Generator, budget: B
 KEY_BLOCK_CELLS = 2_000_000
 #: Keying every row may use this share of the time budget; beyond it rows are sampled at random.
 KEY_TIME_SHARE = 0.5
-#: Stand-ins for non-finite values before keying (any fixed, unusual numbers do).
-_KEY_NAN, _KEY_POSINF, _KEY_NEGINF = 0.7853981633974483, 1.0e300, -1.0e300
+#: Up to this many rows the keys of all rows are kept (8 bytes a row, 128 MB at most) and exact
+#: duplicates are counted over the whole data; beyond it their share is estimated from the sample.
+EXACT_COUNT_ROWS = 16_000_000
 
 
 @dataclass
 class ContentSample:
-    """A sample of rows chosen by content: a row is in when its key is below ``threshold``."""
+    """Rows chosen by content (a row is in when its key is below ``threshold``; ``rows`` is None when the
+    data is read at random instead), and exact duplicates counted over all rows when they were."""
 
-    rows: np.ndarray
-    weights: np.ndarray
+    rows: np.ndarray | None
     salt: np.uint64
     threshold: np.uint64
     n_total: int
+    limit: int
+    duplicates_total: int | None = None
 
 
-def _row_keys(block: np.ndarray, weights: np.ndarray, salt: np.uint64) -> np.ndarray:
-    """A 64-bit key of every row of ``block`` that equal rows share: a random projection rounded to
-    float32 (so a last-bit difference in how BLAS sums two equal rows cannot split them), mixed."""
-    values = np.nan_to_num(np.asarray(block, dtype=np.float64), nan=_KEY_NAN, posinf=_KEY_POSINF,
-                           neginf=_KEY_NEGINF)
-    projected = (values @ weights).astype(np.float32) + np.float32(0.0)  # -0.0 -> 0.0
-    return _mix(projected.view(np.uint32).astype(np.uint64) ^ salt)
+class _KeyingTooSlow(Exception):
+    """Keying every row would take more than :data:`KEY_TIME_SHARE` of the time budget."""
 
 
 def _numeric_2d(X: Any) -> np.ndarray | None:
@@ -301,18 +301,19 @@ def _numeric_2d(X: Any) -> np.ndarray | None:
     return a.reshape(-1, 1) if a.ndim == 1 else a
 
 
-class _KeyingTooSlow(Exception):
-    """Keying every row would take more than :data:`KEY_TIME_SHARE` of the time budget."""
-
-
-def _keyed_rows(a: np.ndarray, weights: np.ndarray, salt: np.uint64, threshold: np.uint64,
-                budget: Budget) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and keys of the rows of ``a`` whose key is below ``threshold``, one block at a time."""
+def _keyed_rows(a: np.ndarray, salt: np.uint64, threshold: np.uint64, budget: Budget,
+                keep_all: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Positions and keys of the rows of ``a`` whose key is below ``threshold`` (and every row's key with
+    ``keep_all``), one block at a time. A key is the row's exact 64-bit content hash
+    (:func:`content_hashes`: equal rows, -0.0/0.0 and NaNs included, share it), salted and mixed."""
     block = max(1, KEY_BLOCK_CELLS // max(a.shape[1], 1))
     rows, keys = [], []
+    every = np.empty(len(a), dtype=np.uint64) if keep_all else None
     started = budget.elapsed
     for i, start in enumerate(range(0, len(a), block)):
-        k = _row_keys(a[start:start + block], weights, salt)
+        k = _mix(content_hashes(a[start:start + block]) ^ salt)
+        if every is not None:
+            every[start:start + len(k)] = k
         inside = np.flatnonzero(k < threshold)
         rows.append(start + inside)
         keys.append(k[inside])
@@ -320,63 +321,85 @@ def _keyed_rows(a: np.ndarray, weights: np.ndarray, salt: np.uint64, threshold: 
         done = min(start + block, len(a)) / len(a)
         if i >= 2 and (budget.elapsed - started) / done > KEY_TIME_SHARE * budget.seconds:  # on course to overrun
             raise _KeyingTooSlow
-    return np.concatenate(rows), np.concatenate(keys)
+    return np.concatenate(rows), np.concatenate(keys), every
+
+
+def _bottom(rows: np.ndarray, keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.uint64 | None]:
+    """The rows of the ``limit`` lowest keys, whole key groups only (copies share a key), and the new
+    threshold (``None``: all rows kept)."""
+    if len(rows) <= limit:
+        return rows, None
+    cut = np.sort(keys)[limit]
+    return rows[keys < cut], cut
 
 
 def content_sample(X: Any, limit: int, budget: Budget) -> ContentSample | None:
     """About ``limit`` rows of a big numeric array, chosen by a hash of their content, so every copy of a
     row is in the sample or none is (distinct sampling: P. B. Gibbons, "Distinct Sampling for
-    Highly-Accurate Answers to Distinct Values Queries and Event Reports", VLDB 2001). The duplicate share
-    of such a sample estimates the share in the whole data; a sample of random positions would split most
-    pairs of copies and undercount. Reads every row once (a matrix-vector product per block); ``None``
-    when ``X`` is not a plain numeric array or fits the limit whole.
+    Highly-Accurate Answers to Distinct Values Queries and Event Reports", VLDB 2001). Reads every row
+    once; up to :data:`EXACT_COUNT_ROWS` rows it also counts exact duplicates over all of them. ``None``
+    when ``X`` is not a plain numeric array, fits the limit whole, or keying would be too slow.
+
+    When a few contents repeat so often that the lowest keys hold under half of ``limit`` rows (a big
+    group straddles the cut), the rows are read at random instead (``rows`` is None) and the exact
+    count still stands.
     """
     a = _numeric_2d(X)
     if a is None or len(a) <= limit:
         return None
-    rng = budget.rng()
-    weights = rng.normal(size=a.shape[1])
-    salt = np.uint64(int(rng.integers(0, 2**63)))
-    # a little above the expected share, then the ``limit`` lowest keys: exactly ``limit`` rows (bottom-k)
+    salt = np.uint64(int(budget.rng().integers(0, 2**63)))
+    # a little above the expected share, then the ``limit`` lowest keys (bottom-k)
     share = min(1.0, (limit + 4.0 * np.sqrt(limit) + 10.0) / len(a))
     threshold = np.uint64(min(int(share * 2.0**64), 2**64 - 1))
     try:
-        rows, keys = _keyed_rows(a, weights, salt, threshold, budget)
+        rows, keys, every = _keyed_rows(a, salt, threshold, budget, keep_all=len(a) <= EXACT_COUNT_ROWS)
     except _KeyingTooSlow:
         budget.note(f"rows sampled at random: keying all {len(a):,} rows by content would take more than "
                     f"{100 * KEY_TIME_SHARE:.0f}% of the time budget")
         return None
-    if len(rows) > limit:  # keep the lowest keys, whole key groups only (copies share a key)
-        cut = np.sort(keys)[limit]
-        inside = keys < cut
-        rows, threshold = rows[inside], cut
-    return ContentSample(rows, weights, salt, threshold, len(a))
+    total = None
+    if every is not None:
+        every.sort()
+        total = int(len(a) - 1 - np.count_nonzero(every[1:] != every[:-1]))
+        del every
+    rows, cut = _bottom(rows, keys, limit)
+    sample = ContentSample(rows, salt, threshold if cut is None else cut, len(a), limit, total)
+    if len(rows) < max(1, limit // 2):
+        budget.note("rows sampled at random: a few rows repeat so often that a sample by content would hold "
+                    "too few rows")
+        sample.rows = None
+    return sample
 
 
 def _same_content_rows(X_test: Any, sample: ContentSample, budget: Budget) -> np.ndarray | None:
-    """The rows of ``X_test`` a content sample of ``X`` would hold (same key, same threshold)."""
+    """The rows of ``X_test`` a content sample of ``X`` holds (same keys, at most ``limit``: the lowest);
+    ``None`` when ``X_test`` cannot be keyed like ``X``."""
     a = _numeric_2d(X_test)
-    if a is None or a.shape[1] != len(sample.weights):
+    if a is None or sample.rows is None:
         return None
     try:
-        rows = _keyed_rows(a, sample.weights, sample.salt, sample.threshold, budget)[0]
+        rows, keys, _ = _keyed_rows(a, sample.salt, sample.threshold, budget)
     except _KeyingTooSlow:
         return None
-    return rows if len(rows) else None  # no test row in the sampled key range: read X_test as usual
+    return _bottom(rows, keys, sample.limit)[0]
 
 
-def _duplicate_rate(groups: np.ndarray, later: np.ndarray, n_rows: int, by_content: bool) -> dict[str, Any]:
-    """The share of rows that repeat an earlier row, with its 95% interval when rows were sampled."""
+def _duplicate_rate(groups: np.ndarray, later: np.ndarray, n_rows: int,
+                    sample: ContentSample | None) -> dict[str, Any]:
+    """The share of rows that repeat an earlier row: counted over all rows when the keys were kept, else
+    estimated from a content sample with its 95 % interval."""
+    if sample is not None and sample.duplicates_total is not None:
+        return {"exact_duplicates_total": sample.duplicates_total,
+                "exact_duplicate_rate": round(sample.duplicates_total / sample.n_total, 6)}
     if n_rows == 0:
         return {"exact_duplicate_rate": None}
-    sizes = np.bincount(groups[groups >= 0]) if (groups >= 0).any() else np.zeros(0, dtype=np.int64)
-    sizes = sizes[sizes > 0]
-    singles = n_rows - int(sizes.sum())
-    counts = np.concatenate([sizes - 1, np.zeros(singles)])
-    cluster_sizes = np.concatenate([sizes, np.ones(singles)])
     out: dict[str, Any] = {"exact_duplicate_rate": round(len(later) / n_rows, 6)}
-    if by_content:
-        out["exact_duplicate_rate_ci"] = cluster_ratio_ci(counts, cluster_sizes)
+    if sample is not None and sample.rows is not None:
+        sizes = np.bincount(groups[groups >= 0]) if (groups >= 0).any() else np.zeros(0, dtype=np.int64)
+        sizes = sizes[sizes > 0]
+        singles = n_rows - int(sizes.sum())
+        out["exact_duplicate_rate_ci"] = cluster_ratio_ci(np.concatenate([sizes - 1, np.zeros(singles)]),
+                                                          np.concatenate([sizes, np.ones(singles)]))
     return out
 
 
@@ -388,15 +411,20 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
 
     ``y_test`` is accepted so the check runs on a whole dataset artifact; it is not used.
     """
-    by_content = _content_sample(X, budget)
     try:
+        keyed = _content_sample(X, budget)
+        by_content = keyed if keyed is not None and keyed.rows is not None else None
         table = prepare_features(X, budget, feature_names, rows=None if by_content is None else by_content.rows)
     except UnsupportedData as exc:
         return [_skipped("Duplicates not checked", exc.message, exc.severity)]
     notes = list(table.notes)
     train_ok = _comparable(table, notes)
     test_rows = None if by_content is None or X_test is None else _same_content_rows(X_test, by_content, budget)
-    test, test_problem = _read_test(X_test, table, budget, test_rows)
+    if test_rows is not None and len(test_rows) == 0:
+        test, test_problem = None, ("X_test was not compared: none of its rows falls in the training sample's "
+                                    "content range (X_test is small next to X), so no overlap can be measured.")
+    else:
+        test, test_problem = _read_test(X_test, table, budget, test_rows)
     train_values, test_values = _aligned(table, test)
     bits = canonical_bits(train_values, inplace=True)  # our own copy of the data
     hashes = row_hashes(bits)
@@ -411,9 +439,10 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
     drafts, metrics = [], {"n_rows": table.n_rows_total}
     later, n_groups = _later_duplicates(groups)
     metrics.update(exact_duplicates=len(later), duplicate_groups=n_groups)
-    metrics.update(_duplicate_rate(groups, later, table.n_rows, table.sampled and by_content is not None))
-    if len(later):
-        drafts.append(_exact_draft(table, later, n_groups))
+    metrics.update(_duplicate_rate(groups, later, table.n_rows, keyed if table.sampled else None))
+    total = metrics.get("exact_duplicates_total")
+    if len(later) or total:
+        drafts.append(_exact_draft(table, later, n_groups, total))
     conflict_rows, n_conflict_groups = _conflicts(groups, labels)
     metrics.update(conflicting_label_duplicates=None if labels is None else len(conflict_rows),
                    conflicting_groups=None if labels is None else n_conflict_groups)
@@ -472,7 +501,7 @@ def _content_sample(X: Any, budget: Budget) -> ContentSample | None:
     if a is None:
         return None
     sample = content_sample(a, row_limit(a.shape[1], budget), budget)
-    if sample is not None:
+    if sample is not None and sample.rows is not None:
         budget.note(f"sampled {len(sample.rows):,} of {sample.n_total:,} rows by a hash of their content, so "
                     f"every copy of a row is in the sample or none is")
     return sample
@@ -667,6 +696,9 @@ def _sample_suffix(table: Table, test: Table | None, metrics: dict[str, Any] | N
     if not parts:
         return ""
     ci = (metrics or {}).get("exact_duplicate_rate_ci")
+    if (metrics or {}).get("exact_duplicates_total") is not None:
+        keeps = ", which keeps every copy of a row together" if metrics.get("sample") == "by content" else ""
+        return f" (the rows shown come from {' and '.join(parts)}{keeps})"
     if ci is None:
         return f" (in {' and '.join(parts)}; the true counts are likely higher)"
     rate = metrics["exact_duplicate_rate"]
@@ -674,11 +706,16 @@ def _sample_suffix(table: Table, test: Table | None, metrics: dict[str, Any] | N
             f"{100 * rate:.2g}% of rows repeat an earlier one, 95% interval {100 * ci[0]:.2g}–{100 * ci[1]:.2g}%)")
 
 
-def _exact_draft(table: Table, later: np.ndarray, n_groups: int) -> tuple:
-    share = len(later) / table.n_rows
+def _exact_draft(table: Table, later: np.ndarray, n_groups: int, total: int | None = None) -> tuple:
+    share = len(later) / max(table.n_rows, 1)
     summary = (f"{plural(len(later), 'row')} ({_share(len(later), table.n_rows)}) "
                f"{'repeats' if len(later) == 1 else 'repeat'} an earlier row exactly "
                f"({plural(n_groups, 'distinct row')} repeated); indices are the repeating rows.")
+    if total is not None:  # counted over every row by content hash; the table holds a sample of them
+        share = total / table.n_rows_total
+        summary = (f"{plural(total, 'row')} ({_share(total, table.n_rows_total)}) of all {table.n_rows_total:,} "
+                   f"{'repeats' if total == 1 else 'repeat'} an earlier row exactly (counted over every row by "
+                   f"64-bit content hashes); indices are the {plural(len(later), 'repeating row')} in the sample.")
     advice = ("Drop them before splitting (df.drop_duplicates(), or np.unique(X, axis=0, return_index=True)) "
               "so copies cannot land on both sides of a split and inflate test scores; if repeats are "
               "expected (repeated measurements), keep them together with GroupKFold / GroupShuffleSplit.")

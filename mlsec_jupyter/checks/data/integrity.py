@@ -193,7 +193,7 @@ def _read_labels(y: Any, table: Table, budget: Budget) -> tuple[Labels | None, l
     if y is None:
         return None, []
     n_y = n_samples(y)
-    if n_y is not None and n_y != table.n_rows_total:
+    if n_y is not None and n_y != table.n_rows_total and table.source_windows is None:  # Dask frames: estimated
         summary = f"X has {table.n_rows_total:,} rows but y has {n_y:,} labels."
         advice = ("Check that X and y come from the same rows: the same filtering, shuffling and split "
                   "(train_test_split(X, y) keeps them aligned). Label checks were skipped.")

@@ -614,7 +614,11 @@ def _shadow_attack(model: Any, mode: str, X_test: Any, y_test: Any, n_test: int,
         y_fit = _label_values(y_test, test_rows) if mine is None else np.concatenate([ym[mine], _label_values(y_test, test_rows)])
         if len(np.unique(y_fit)) < 2:
             continue
-        jobs.append((seeded_clone(model, rng), X_test, y_test, test_rows, Xm, ym, mine, Xn, yn, mode))
+        try:
+            clone = seeded_clone(model, rng)
+        except Exception as exc:  # custom estimators scikit-learn cannot clone
+            return None, f"shadow model {k + 1} could not be made ({type(exc).__name__}: {str(exc)[:120]})"
+        jobs.append((clone, X_test, y_test, test_rows, Xm, ym, mine, Xn, yn, mode))
         shadow_ids.append(k)
     phis_m, phis_n, outs_m, outs_n = [], [], [], []
     stopped = ""

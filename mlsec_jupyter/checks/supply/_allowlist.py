@@ -148,11 +148,13 @@ _PANDAS = frozenset(
      "pandas._libs.sparse.BlockIndex", "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
      "pandas._libs.tslibs.timestamps._unpickle_timestamp", "pandas._libs.tslibs.nattype._nat_unpickle",
      "pandas.core.internals.blocks.new_block", "pandas.core.internals.blocks._extract_bool_array"])
-#: pyarrow's array rebuild helpers and data-type factories: pandas objects holding Arrow data (the default
-#: for strings when pyarrow is installed, and every ``ArrowDtype``) pickle through these. Each only builds
-#: an array from buffers or a type from its parameters.
+#: pyarrow's buffer and data-type factories, which pandas objects holding Arrow data (strings when pyarrow is
+#: installed, every ``ArrowDtype``) pickle through; each builds a type from its parameters or wraps bytes.
+#: Not ``pyarrow.lib._restore_array`` (nor ``chunked_array``): it assembles an array from the pickle's raw
+#: buffers without validating them, so crafted offsets read memory out of bounds or crash the kernel. Such
+#: pickles stay "custom code".
 _PYARROW = frozenset(f"pyarrow.lib.{n}" for n in (
-    "_restore_array py_buffer type_for_alias field schema chunked_array list_ large_list list_view "
+    "py_buffer type_for_alias field schema list_ large_list list_view "
     "large_list_view fixed_size_list map_ struct dictionary run_end_encoded timestamp time32 time64 date32 "
     "date64 duration month_day_nano_interval decimal32 decimal64 decimal128 decimal256 binary large_binary "
     "binary_view fixed_size_binary string large_string string_view").split())
