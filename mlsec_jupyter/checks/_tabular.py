@@ -12,7 +12,7 @@ Rules kept by every function in this module:
   ``hasattr()`` or instance attributes of unknown objects (B30);
 * pandas, scipy and torch are imported only when the object's type says it comes from them;
 * big data is sampled with :meth:`Budget.sample_rows` (private RNG, sorted rows) *before* anything
-  is converted, so one table holds at most ``budget.max_cells`` float64 cells (:data:`MAX_CELLS`);
+  is converted, so one table holds at most ``budget.max_cells`` float64 cells (``budget.MAX_CELLS`` by default);
 * what cannot be checked raises :class:`UnsupportedData` with a sentence the card can show.
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..artifacts import class_has, mro_names
-from .budget import MAX_CELLS, Budget  # noqa: F401  (MAX_CELLS: the default cells of one table)
+from .budget import Budget
 
 #: Column names and example values are cut to this many characters.
 MAX_NAME = 80
