@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, framework_of
+from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, framework_of, torch_data_parts
 from .checks._parallel import parse_backend
 from .checks.budget import Budget
 from .checks.registry import run_check
 from .findings import CheckStatus, RiskCard
-from .runner import execute, with_target
+from .runner import execute, global_rng_states, restore_rng_states, with_target
 from .session import plan, subject_of
 
 __all__ = ["scan_data", "scan_model", "scan_file", "run_check", "report"]
@@ -23,12 +23,16 @@ def _run(card: RiskCard, artifacts: list[Any], seconds: float, max_rows: int, ba
     where = parse_backend(backend)
     tasks = plan(artifacts)
     runs = [card.expect(t.spec.id, t.target) for t in tasks]
-    for task, run in zip(tasks, runs):
-        card.finish_run(run, CheckStatus.RUNNING)
-        outcome = execute(task, Budget(seconds=seconds, max_rows=max_rows, backend=where))
-        card.add(with_target(outcome.findings, task.target))
-        card.finish_run(run, outcome.status, message=outcome.message, seconds=outcome.seconds,
-                        sampled=outcome.sampled)
+    states = global_rng_states()  # a library a check imports may draw from them (R9)
+    try:
+        for task, run in zip(tasks, runs):
+            card.finish_run(run, CheckStatus.RUNNING)
+            outcome = execute(task, Budget(seconds=seconds, max_rows=max_rows, backend=where))
+            card.add(with_target(outcome.findings, task.target))
+            card.finish_run(run, outcome.status, message=outcome.message, seconds=outcome.seconds,
+                            sampled=outcome.sampled)
+    finally:
+        restore_rng_states(states)
     return card
 
 
@@ -43,9 +47,17 @@ def scan_data(X: Any, y: Any = None, *, X_test: Any = None, y_test: Any = None, 
     >>> card.by_check("data.duplicates")[0].metrics["exact_duplicates"]
     1
     """
+    X, y = _unpacked(X, y)
+    X_test, y_test = _unpacked(X_test, y_test)
     test = None if X_test is None else Dataset(X=X_test, y=y_test, name=f"{name} (test)", role=Role.TEST)
     data = Dataset(X=X, y=y, name=name, role=Role.TRAIN if test is not None else Role.UNKNOWN, test=test)
     return _run(RiskCard(subject_of([data])), [data], time_budget, sample_size)
+
+
+def _unpacked(X: Any, y: Any) -> tuple[Any, Any]:
+    """A DataLoader or TensorDataset as its tensors (never iterated); labels given explicitly win."""
+    features, labels = torch_data_parts(X)
+    return features, (labels if y is None else y)
 
 
 def scan_model(model: Any, X_train: Any = None, y_train: Any = None, X_test: Any = None, y_test: Any = None,

@@ -97,6 +97,20 @@ def features_of(obj: Any) -> Any:
     return obj if kind in (Kind.ARRAY, Kind.FRAME) else None
 
 
+def torch_data_parts(obj: Any) -> tuple[Any, Any]:
+    """``(X, y)`` of torch data a training reads, without iterating anything: a DataLoader's ``dataset``
+    (a plain attribute), a TensorDataset's ``tensors[0]`` and ``tensors[1]``; any other map-style
+    Dataset is returned whole (the checks say why its items are not read); other objects unchanged."""
+    if classify(obj) is Kind.TORCH_LOADER:
+        obj = vars(obj).get("dataset", obj)
+    if classify(obj) is Kind.TORCH_DATASET and type(obj).__name__ == "TensorDataset" \
+            and type(obj).__module__.startswith("torch."):
+        tensors = vars(obj).get("tensors", ())
+        if tensors:
+            return tensors[0], (tensors[1] if len(tensors) > 1 else None)
+    return obj, None
+
+
 def framework_of(kind: Kind | None) -> str:
     if kind is Kind.TORCH_MODEL:
         return "torch"

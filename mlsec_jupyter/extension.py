@@ -228,6 +228,7 @@ class Extension:
         self._depth += 1
         try:
             if self._depth == 1:
+                self.session.runner.gate.cell_started()  # workers may not rewind RNG states from now on
                 self._cell_id = getattr(info, "cell_id", None)
                 self._run_serial += 1
                 self._raw_cell = getattr(info, "raw_cell", "") or ""
@@ -258,6 +259,7 @@ class Extension:
         self._depth = max(0, self._depth - 1)
         if self._depth:
             return
+        self.session.runner.gate.cell_finished()
         pending, self._pending = self._pending, None
         self._preflight = self._preflight_card = None
         try:

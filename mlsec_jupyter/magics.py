@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, features_of, framework_of
+from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, features_of, framework_of, torch_data_parts
 from .checks._parallel import BackendError, check_backend, parse_backend
 from .checks.registry import all_checks
 
@@ -234,14 +234,18 @@ class MlsecMagics(Magics):
         obj = self._evaluate(args.expr)
         labels = self._evaluate(args.labels) if args.labels else None
         kind = classify(obj)
+        if kind in (Kind.TORCH_LOADER, Kind.TORCH_DATASET):  # its tensors; never iterated
+            obj, own_labels = torch_data_parts(obj)
+            labels = own_labels if labels is None else labels
+            kind = classify(obj)
         if kind in (Kind.SKLEARN_MODEL, Kind.TORCH_MODEL):
             artifact: Any = Model(obj=obj, name=args.expr, framework=framework_of(kind))
-        elif kind in (Kind.ARRAY, Kind.FRAME):
+        elif kind in (Kind.ARRAY, Kind.FRAME, Kind.TORCH_DATASET, Kind.STREAM) or type(obj) in (list, tuple, dict):
             name = args.expr if labels is None else f"{args.expr}, {args.labels}"
             artifact = Dataset(X=obj, y=labels, name=name, source=f"%mlsec scan {args.expr}")
         else:
             raise UsageError(f"%mlsec scan: {args.expr!r} is a {type(obj).__name__}; expected an array, a "
-                             "DataFrame, a tensor or a fitted model.")
+                             "DataFrame, a tensor, a list of rows, a torch Dataset/DataLoader or a fitted model.")
         card = self.extension.start_card([artifact])
         if card is None:
             print(f"mlsec-jupyter: no registered check applies to {args.expr} yet.")

@@ -228,7 +228,12 @@ class Fingerprinter:
     def _tensor(self, t: Any, role: str) -> Part:
         import torch
 
+        if type(t) not in (torch.Tensor, torch.nn.Parameter):  # FakeTensor, DTensor... (B24)
+            raise Unsupported(f"{role} is a {type(t).__module__}.{type(t).__qualname__} tensor; pass a plain "
+                              f"tensor to fingerprint it")
         d = t.detach()
+        if getattr(d, "is_nested", False):
+            raise Unsupported(f"{role} is a nested tensor; convert its parts to plain tensors to fingerprint it")
         if d.is_meta:
             raise Unsupported(f"{role} is a meta tensor (it has no data)")
         if d.layout != torch.strided:

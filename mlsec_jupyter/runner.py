@@ -8,15 +8,19 @@ worker takes its place so other cards keep moving.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
 import queue
+import sys
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from .checks._models import one_openmp_thread
 from .checks._parallel import LOCAL
@@ -97,6 +101,71 @@ def remove_warning_filter() -> None:
         warnings.showwarning = original
 
 
+def global_rng_states() -> tuple[Any, ...]:
+    """Python's ``random`` state, numpy's legacy global state and torch's CPU generator state (when torch
+    is loaded): what a library imported for the first time inside a check may move (rich, which
+    scikit-learn loads for its progress bars, draws from ``random`` at import; reliability R9)."""
+    import random
+
+    torch = sys.modules.get("torch")
+    torch_state = torch.get_rng_state() if torch is not None and hasattr(torch, "get_rng_state") else None
+    return random.getstate(), np.random.get_state(), torch_state
+
+
+def _same_states(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    (py_a, np_a, t_a), (py_b, np_b, t_b) = a, b
+    same_np = np_a[0] == np_b[0] and np.array_equal(np_a[1], np_b[1]) and tuple(np_a[2:]) == tuple(np_b[2:])
+    same_torch = t_a is None or t_b is None or bool((t_a == t_b).all())
+    return py_a == py_b and same_np and same_torch
+
+
+def restore_rng_states(states: tuple[Any, ...]) -> bool:
+    """Put back the global RNG states of :func:`global_rng_states` if anything moved them; whether it did."""
+    import random
+
+    if _same_states(states, global_rng_states()):
+        return False
+    py_state, np_state, torch_state = states
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    torch = sys.modules.get("torch")
+    if torch_state is not None and torch is not None:
+        torch.set_rng_state(torch_state)
+    return True
+
+
+class MainThreadGate:
+    """Tells a worker whether the user's code may have run since a moment: the extension counts cells
+    (``cell_started``/``cell_finished``, from its hooks), and a worker restores global RNG states a
+    check moved only under :meth:`quiet_since` — when no cell started since its snapshot and none is
+    running, so nothing of the user's is rewound. Without an extension (the API, whose caller waits)
+    every moment is quiet."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cells = 0
+        self._running = False
+
+    def stamp(self) -> int:
+        with self._lock:
+            return self._cells
+
+    def cell_started(self) -> None:
+        with self._lock:
+            self._cells += 1
+            self._running = True
+
+    def cell_finished(self) -> None:
+        with self._lock:
+            self._running = False
+
+    @contextlib.contextmanager
+    def quiet_since(self, stamp: int) -> Iterator[bool]:
+        """Hold the gate (a starting cell waits for the block) and yield whether it stayed quiet."""
+        with self._lock:
+            yield not self._running and self._cells == stamp
+
+
 def execute(task: Task, budget: Budget) -> Outcome:
     """Run one check to completion in the calling thread; every failure becomes an outcome."""
     reason = task.spec.missing(task.inputs)
@@ -159,6 +228,7 @@ class Runner:
         self.cache = cache
         self.backend = LOCAL  # where sweeps inside checks run (%mlsec config backend=...)
         self.counters = {s.value: 0 for s in CheckStatus if s.finished}
+        self.gate = MainThreadGate()  # the extension reports cells to it (RNG states, R9)
         self._queue: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
         self._order = itertools.count()
         self._lock = threading.Lock()
@@ -266,7 +336,11 @@ class Runner:
         job.card.finish_run(job.run, CheckStatus.RUNNING)
         job.budget.on_progress = self._progress_reporter(job)
         key = self._cache_key(job)
+        stamp, states = self.gate.stamp(), global_rng_states()
         outcome = (self.cache.get(key) if key is not None else None) or execute(job.task, job.budget)
+        with self.gate.quiet_since(stamp) as quiet:
+            if quiet:
+                restore_rng_states(states)
         with self._lock:
             self._active.discard(job)
             if job.abandoned:

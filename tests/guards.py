@@ -58,6 +58,10 @@ def _pandas_fingerprint(obj: Any) -> tuple:
 def _torch_fingerprint(t: Any) -> tuple:
     import torch
 
+    if type(t) not in (torch.Tensor, torch.nn.Parameter):  # FakeTensor and other subclasses: no data to read
+        return ("tensor subclass", type(t).__name__, tuple(t.shape), str(t.dtype))
+    if t.is_quantized:
+        return ("quantized", str(t.dtype), tuple(t.shape), _digest(t.int_repr().numpy().tobytes()))
     if t.is_meta or t.layout != torch.strided:
         return ("tensor", str(t.dtype), tuple(t.shape), str(t.device), str(t.layout), t.requires_grad, t._version)
     data = t.detach().cpu().clone()

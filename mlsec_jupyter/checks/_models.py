@@ -50,9 +50,35 @@ def is_torch_module(obj: Any) -> bool:
     return _TORCH_MODULE in mro_names(type(obj))
 
 
+#: Wrappers whose wrapped module does the work (reliability B37, B38): ``torch.compile``'s module (a copy
+#: of it would trace, and new input shapes would spend the user's recompile budget), DataParallel and
+#: DistributedDataParallel (a copy of the wrapper would scatter to devices), Opacus' GradSampleModule.
+_WRAPPERS = {
+    "torch._dynamo.eval_frame.OptimizedModule": "_orig_mod",
+    "torch.nn.parallel.data_parallel.DataParallel": "module",
+    "torch.nn.parallel.distributed.DistributedDataParallel": "module",
+    "opacus.grad_sample.grad_sample_module.GradSampleModule": "_module",
+}
+
+
+def unwrapped(model: Any) -> Any:
+    """The module inside ``torch.compile``/DataParallel/DDP/GradSampleModule wrappers (nested ones too),
+    read as plain attributes; ``model`` itself when it is not such a wrapper."""
+    for _ in range(8):
+        names = mro_names(type(model))
+        attr = next((a for cls, a in _WRAPPERS.items() if cls in names), None)
+        inner = vars(model).get("_modules", {}).get(attr) if attr else None
+        if inner is None:
+            inner = vars(model).get(attr) if attr else None
+        if inner is None or not is_torch_module(inner):
+            return model
+        model = inner
+    return model
+
+
 def private_torch_copy(model: Any) -> Any:
     """A copy of a torch module that checks may run freely: on the CPU, in eval mode, gradients off,
-    and without the user's hooks.
+    and without the user's hooks. Wrappers are copied without their wrapper (:func:`unwrapped`).
 
     Parameters and buffers are copied to the CPU *through* the deepcopy memo, so a GPU model never
     gets a second copy on its device (the user's next cell may need that memory). ``deepcopy`` keeps
@@ -63,6 +89,7 @@ def private_torch_copy(model: Any) -> Any:
     """
     import torch
 
+    model = unwrapped(model)
     memo: dict[int, Any] = {}
     for p in model.parameters():
         memo[id(p)] = torch.nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=False)

@@ -18,6 +18,7 @@ Rules kept by every function in this module:
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as _dt
 import decimal
@@ -284,17 +285,80 @@ def row_limit(n_features: int, budget: Budget, name: str = "X") -> int:
     return min(budget.max_rows, max(1, budget.max_cells // max(n_features, 1)))
 
 
+#: The labels of the data :func:`prepare_features` is reading, when its caller gave them (a context
+#: variable: each check thread has its own), so a sample can keep the rows of rare classes.
+_STRATA: contextvars.ContextVar[Any] = contextvars.ContextVar("mlsec_strata", default=None)
+#: A sample keeps at least this many rows of every class (all of a smaller class; reliability B15).
+MIN_CLASS_ROWS = 20
+#: Rare classes looked up per sample, at most (each costs one pass over the labels).
+MAX_RARE_CLASSES = 256
+
+
 def _sample_rows(n_rows: int, n_features: int, budget: Budget, name: str) -> np.ndarray | None:
-    """Sorted row positions to read, or None for all rows (B16, B17)."""
+    """Sorted row positions to read, or None for all rows (B16, B17); rows of rare classes are added
+    when the labels are known (:func:`_keep_rare_classes`, B15)."""
     limit = row_limit(n_features, budget, name)
     what = "rows" if name == "X" else f"rows of {name}"
     if n_rows <= limit:
         return None
     if limit >= budget.max_rows:
-        return budget.sample_rows(n_rows, what=what)
-    idx = np.sort(budget.rng().choice(n_rows, size=limit, replace=False))
-    budget.note(f"sampled {limit:,} of {n_rows:,} {what} ({n_features:,} features each, memory budget)")
-    return idx
+        idx = budget.sample_rows(n_rows, what=what)
+    else:
+        idx = np.sort(budget.rng().choice(n_rows, size=limit, replace=False))
+        budget.note(f"sampled {limit:,} of {n_rows:,} {what} ({n_features:,} features each, memory budget)")
+    return _keep_rare_classes(idx, n_rows, budget) if name == "X" else idx
+
+
+def full_label_codes(y: Any, n_rows: int) -> np.ndarray | None:
+    """Class codes (0..C-1, in sorted order of the values) of *every* label, for labels cheap to read in full: a
+    1-D numeric or boolean numpy array, pandas Series or CPU torch tensor of ``n_rows`` labels; ``None``
+    for anything else (object labels, lazy data, other lengths). Missing (NaN) labels get code -1."""
+    tp = type(y)
+    module = _module_of(tp)
+    try:
+        if isinstance(y, np.ndarray):
+            a = y.view(np.ndarray)
+        elif module.startswith("pandas") and tp.__name__ == "Series" and str(y.dtype) != "category":
+            a = y.to_numpy()
+        elif _is_torch_tensor(tp) and _torch_refusal(y, "y") is None and y.device.type == "cpu":
+            a = y.detach().numpy()
+        else:
+            return None
+    except Exception:
+        return None
+    if a.dtype.kind not in "biuf" or a.size != n_rows or a.ndim not in (1, 2) or a.shape[0] != n_rows:
+        return None
+    a = a.reshape(n_rows)
+    valid = ~np.isnan(a) if a.dtype.kind == "f" else None
+    inverse = np.unique(a if valid is None else a[valid], return_inverse=True)[1].reshape(-1)
+    if valid is None:
+        return inverse
+    codes = np.full(n_rows, -1, dtype=np.int64)
+    codes[valid] = inverse
+    return codes
+
+
+def _keep_rare_classes(idx: np.ndarray, n_rows: int, budget: Budget) -> np.ndarray:
+    """``idx`` plus random rows of every class it holds fewer than :data:`MIN_CLASS_ROWS` of (all rows of
+    a smaller class): a 1-in-10M positive must not vanish from a sample (reliability B15). The rows
+    added are a small share and the card says how many; rates a check estimates on the sample count them."""
+    codes = full_label_codes(_STRATA.get(), n_rows)
+    if codes is None:
+        return idx
+    total = np.bincount(codes[codes >= 0])
+    held = np.bincount(codes[idx][codes[idx] >= 0], minlength=len(total))
+    short = np.flatnonzero(held < np.minimum(total, MIN_CLASS_ROWS))[:MAX_RARE_CLASSES]
+    rng, extra = budget.rng(), []
+    for c in short:
+        spare = np.setdiff1d(np.flatnonzero(codes == c), idx, assume_unique=True)
+        want = min(int(total[c]), MIN_CLASS_ROWS) - int(held[c])
+        extra.append(rng.choice(spare, size=min(want, len(spare)), replace=False))
+    if not extra:
+        return idx
+    added = np.concatenate(extra)
+    budget.note(f"plus {len(added):,} rows of {plural(len(short), 'rare class', 'rare classes')} (every class "
+                f"keeps at least {MIN_CLASS_ROWS} rows in the sample)")
+    return np.union1d(idx, added)
 
 
 def _check_rows_features(n_rows: int, n_features: int, shape: tuple[int, ...], name: str) -> None:
@@ -807,6 +871,41 @@ def _categorical_column(s: Any, name: str) -> _Col:
     return _Col(codes, "categorical", keys=keys)
 
 
+_POLARS_EAGER = {"polars.dataframe.frame.DataFrame": "DataFrame", "polars.series.series.Series": "Series"}
+
+
+def _polars_kind(tp: type) -> str | None:
+    """``"DataFrame"``/``"Series"`` for polars' eager types, decided from the type (B29: they are read like
+    pandas; only a ``LazyFrame`` is lazy and refused)."""
+    if not (tp.__module__ or "").startswith("polars"):
+        return None
+    return next((kind for cls, kind in _POLARS_EAGER.items() if cls in mro_names(tp)), None)
+
+
+def _polars_values(s: Any, rows: np.ndarray | None) -> np.ndarray:
+    """The sampled values of a polars Series as numpy (nulls: NaN for numbers, None otherwise); a copy."""
+    part = s.gather(rows) if rows is not None else s
+    return np.array(part.to_numpy(), copy=True)
+
+
+def _from_polars(X: Any, budget: Budget, feature_names: Any, name: str, kind: str) -> Table:
+    """An eager polars DataFrame or Series (B29: only ``LazyFrame`` is lazy), read column by column on the
+    sampled rows."""
+    frame = kind == "DataFrame"
+    n = int(X.height if frame else X.len())
+    k = int(X.width) if frame else 1
+    _check_rows_features(n, k, (n, k) if frame else (n,), name)
+    rows = _sample_rows(n, k, budget, name)
+    series = [X.to_series(j) for j in range(k)] if frame else [X]
+    notes: list[str] = []
+    names = _final_names([_label_text(s.name, j) for j, s in enumerate(series)], feature_names, k, notes)
+    cols = []
+    for j, s in enumerate(series):
+        cols.append(_array_column(_polars_values(s, rows), names[j]))
+        budget.checkpoint()
+    return _assemble(cols, names, rows, n, notes, budget)
+
+
 def _from_sparse(X: Any, budget: Budget, feature_names: Any, name: str) -> Table:
     shape = tuple(int(s) for s in X.shape)
     if len(shape) != 2:
@@ -1062,6 +1161,12 @@ def _refuse(X: Any, name: str) -> UnsupportedData:
         return UnsupportedData(f"{name} is a stream ({tname}): not inspected, because reading it would "
                                f"consume it. Materialise a sample (e.g. a list or array) to check it.",
                                severity="info")
+    names = mro_names(tp)
+    if "torch.utils.data.dataloader.DataLoader" in names or "torch.utils.data.dataset.Dataset" in names:
+        return UnsupportedData(f"{name} is a map-style torch Dataset ({tname}): its items were not read, because "
+                               f"__getitem__ is your code (it may be slow, random or have side effects, and "
+                               f"randomness would move your global RNG). Pass the tensors, or a sample such as "
+                               f"torch.stack([ds[i][0] for i in range(1000)]), to check it.", severity="info")
     if tp is dict:
         return UnsupportedData(f"{name} is a dict; build a DataFrame with pandas.DataFrame({name}) to "
                                f"check it.", severity="info")
@@ -1071,7 +1176,7 @@ def _refuse(X: Any, name: str) -> UnsupportedData:
 
 
 def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name: str = "X",
-                     allow_nd: bool = False, rows: np.ndarray | None = None) -> Table:
+                     allow_nd: bool = False, rows: np.ndarray | None = None, y: Any = None) -> Table:
     """Read (a sample of) ``X`` into a :class:`Table` without changing or consuming ``X``.
 
     Parameters
@@ -1084,12 +1189,22 @@ def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name:
     allow_nd : flatten 3-D+ inputs to one row per sample instead of refusing them.
     rows : numpy input only: the sorted row positions to read, chosen by the caller (who notes how);
         by default rows are sampled with the budget's RNG when there are too many.
+    y : the labels, when known: a sample then keeps rows of every class (:data:`MIN_CLASS_ROWS`).
 
     Raises
     ------
     UnsupportedData
         For input that cannot be checked (complex, empty, scalar, 3-D+, streams, lazy frames...).
     """
+    token = _STRATA.set(y)
+    try:
+        return _read_features(X, budget, feature_names, name, allow_nd, rows)
+    finally:
+        _STRATA.reset(token)
+
+
+def _read_features(X: Any, budget: Budget, feature_names: Any, name: str, allow_nd: bool,
+                   rows: np.ndarray | None) -> Table:
     tp = type(X)
     module = _module_of(tp)
     if isinstance(X, np.ndarray):
@@ -1102,6 +1217,9 @@ def prepare_features(X: Any, budget: Budget, feature_names: Any = None, *, name:
         return _from_torch(X, budget, feature_names, name, allow_nd)
     if tp in (list, tuple):
         return _from_sequence(X, budget, feature_names, name)
+    polars_kind = _polars_kind(tp)
+    if polars_kind:
+        return _from_polars(X, budget, feature_names, name, polars_kind)
     dask_kind = _dask_kind(tp)
     if dask_kind == "array":
         return _from_dask_array(X, budget, feature_names, name, allow_nd)
@@ -1120,6 +1238,8 @@ def n_samples(obj: Any) -> int | None:
             return int(shape[0]) if shape else None
         if tp in (list, tuple):
             return len(obj)
+        if _polars_kind(tp):
+            return int(obj.shape[0])
         if _dask_kind(tp) == "array":
             n = obj.shape[0] if obj.shape else None
             return int(n) if n is not None and np.isfinite(n) else None
@@ -1155,6 +1275,8 @@ def _label_array(y: Any, rows: np.ndarray | None) -> tuple[np.ndarray, list[str]
     if tp in (list, tuple):
         items = [y[i] for i in rows] if rows is not None else list(y)
         return np.fromiter(items, dtype=object, count=len(items)), None
+    if _polars_kind(tp) == "Series":
+        return _polars_values(y, rows), None
     raise _refuse(y, "y")
 
 

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from ..artifacts import Artifact, Dataset, DPTraining, Model, ModelFile
+from ..artifacts import Artifact, Dataset, DPTraining, Kind, Model, ModelFile, classify, is_sklearn_fitted
 from ..findings import Finding
 from .budget import Budget
 
@@ -43,6 +43,11 @@ _REQUIREMENTS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
 }
 
 
+def _unfitted(model: Any) -> bool:
+    """A scikit-learn style estimator that is not fitted (reliability B31); torch modules always run."""
+    return model is not None and classify(model) is Kind.SKLEARN_MODEL and not is_sklearn_fitted(model)
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """A registered check: its id, what it applies to, what it needs and how costly it is."""
@@ -57,6 +62,8 @@ class CheckSpec:
 
     def missing(self, inputs: dict[str, Any]) -> str | None:
         """Why this check cannot run on these inputs (``None`` if it can)."""
+        if self.applies_to == "model" and _unfitted(inputs.get("model")):
+            return f"needs a fitted model ({type(inputs['model']).__name__} is not fitted yet: call fit first)"
         for need in self.requires:
             text, present = _REQUIREMENTS[need]
             if not present(inputs):

@@ -23,10 +23,14 @@ from ..artifacts import (
     classify,
     framework_of,
     is_sklearn_fitted,
+    torch_data_parts,
 )
 from .cell import Call, CellIntent
 
 _DATA_KINDS = {Kind.ARRAY, Kind.FRAME}
+#: What a load may make that becomes a data set on the card: a stream too, so the card says it was not
+#: read (reliability B25) instead of staying silent.
+_LOADED_KINDS = _DATA_KINDS | {Kind.STREAM}
 _MODEL_KINDS = {Kind.SKLEARN_MODEL, Kind.TORCH_MODEL}
 
 
@@ -196,13 +200,13 @@ class Assembler:
             if kind is Kind.TORCH_DATASET:
                 ds = self._from_torch_dataset(name, obj, Role.UNKNOWN)
                 return [ds] if ds else []
-            if kind in _DATA_KINDS:
+            if kind in _LOADED_KINDS:
                 partner = _label_partner(name, ns) if kind is Kind.ARRAY else None
                 names = (name, partner) if partner else (name,)
                 ds = self._dataset(names, ns, Role.UNKNOWN, call.source)
                 return [ds] if ds else []
             return []
-        data = [n for n in targets if kinds[n] in _DATA_KINDS]
+        data = [n for n in targets if kinds[n] in _LOADED_KINDS]
         used.update(data)
         ds = self._dataset(tuple(data[:2]), ns, Role.UNKNOWN, call.source) if data else None
         return [ds] if ds else []
@@ -227,11 +231,13 @@ class Assembler:
 
     @staticmethod
     def _from_torch_dataset(name: str, dataset: Any, role: Role) -> Dataset | None:
-        if type(dataset).__name__ != "TensorDataset" or not type(dataset).__module__.startswith("torch."):
+        """A TensorDataset's tensors; any other map-style Dataset as itself, so the card says that its items
+        were not read (B26, B27)."""
+        if classify(dataset) is not Kind.TORCH_DATASET:
             return None
-        tensors = dataset.tensors
-        y = tensors[1] if len(tensors) > 1 else None
-        return Dataset(X=tensors[0], y=y, name=name, role=role, source="TensorDataset")
+        X, y = torch_data_parts(dataset)
+        source = "TensorDataset" if X is not dataset else f"torch Dataset ({type(dataset).__name__})"
+        return Dataset(X=X, y=y, name=name, role=role, source=source)
 
     @staticmethod
     def _model_files(intent: CellIntent, ns: Mapping[str, Any]) -> list[Artifact]:
@@ -272,7 +278,7 @@ class Assembler:
             return None
         X = ns[names[0]]
         y = ns[names[1]] if len(names) > 1 and names[1] in ns else None
-        if classify(X) not in _DATA_KINDS:
+        if classify(X) not in _LOADED_KINDS:
             return None
         return Dataset(X=X, y=y, name=", ".join(names), role=role, source=source)
 

@@ -760,7 +760,7 @@ def backdoor(*, X: Any, y: Any = None, feature_names: Any = None, model: Any = N
                          "No labels (y) were given: a backdoor ties a pattern to a target class, so the "
                          "search needs one class label per row.")]
     try:
-        table = prepare_features(X, budget, feature_names, allow_nd=True)
+        table = prepare_features(X, budget, feature_names, allow_nd=True, y=y)
     except UnsupportedData as exc:
         return [_skipped("Backdoor search not run", exc.message, "info")]
     try:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ...findings import Finding, Severity
-from .._tabular import (Labels, Table, UnsupportedData, column_list, n_samples, plural, prepare_features,
-                        labels_for)
+from .._tabular import (Labels, Table, UnsupportedData, column_list, full_label_codes, n_samples, plural,
+                        prepare_features, labels_for)
 from ..budget import Budget
 from ..registry import register_check
 
@@ -52,19 +52,20 @@ _DTYPE_ADVICE: dict[str, tuple[Severity, str, str]] = {
 def integrity(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget) -> list[Finding]:
     """NaN/inf counts, constant columns, dtype problems, label/row mismatch, class balance."""
     try:
-        table = prepare_features(X, budget, feature_names)
+        table = prepare_features(X, budget, feature_names, y=y)
     except UnsupportedData as exc:
         return [_skipped(exc, X)]
     budget.checkpoint()
     labels, drafts = _read_labels(y, table, budget)
-    base = _base_metrics(table, labels)
+    counts = _class_counts(y, labels, table)
+    base = _base_metrics(table, labels, counts)
     drafts = [*_missing_values(table), *_infinite_values(table), *_constant_columns(table),
               *_dtype_problems(table), *drafts]
     if labels is not None:
-        drafts += _label_problems(labels, table)
+        drafts += _label_problems(labels, table, counts)
     budget.checkpoint()
     if not drafts:
-        return [Finding(CHECK, Severity.INFO, "No integrity problems found", _clean_summary(table, labels),
+        return [Finding(CHECK, Severity.INFO, "No integrity problems found", _clean_summary(table, labels, counts),
                         metrics=base)]
     suffix = _sample_suffix(table)
     return [Finding(CHECK, sev, title, summary + suffix, metrics={**base, **extra}, indices=indices,
@@ -73,7 +74,22 @@ def integrity(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budge
 
 
 # -- metrics ---------------------------------------------------------------------------------------
-def _base_metrics(table: Table, labels: Labels | None) -> dict[str, Any]:
+def _class_counts(y: Any, labels: Labels | None, table: Table) -> dict[str, int]:
+    """Rows per class: over *every* label when X was sampled and the labels are cheap to read in full
+    (a sample keeps every class, so its classes are all the classes, in the same order; B15), else in
+    the rows read."""
+    if labels is None:
+        return {}
+    if table.sampled and labels.classes:
+        codes = full_label_codes(y, table.n_rows_total)
+        if codes is not None:
+            total = np.bincount(codes[codes >= 0])
+            if len(total) == labels.n_classes:
+                return {c: int(n) for c, n in zip(labels.classes, total)}
+    return labels.counts()
+
+
+def _base_metrics(table: Table, labels: Labels | None, counts: dict[str, int]) -> dict[str, Any]:
     readable = table.readable
     constant = _constant_mask(table)
     metrics: dict[str, Any] = {
@@ -82,7 +98,7 @@ def _base_metrics(table: Table, labels: Labels | None) -> dict[str, Any]:
         "nan_count": int(table.missing_mask().sum(axis=0)[readable].sum()),
         "inf_count": int(np.isinf(table.values).sum(axis=0)[readable].sum()),
         "constant_columns": [c for c, k in zip(table.columns, constant) if k],
-        "class_counts": labels.counts() if labels is not None else {},
+        "class_counts": counts,
     }
     if table.sampled:
         metrics.update(sampled_rows=table.n_rows, total_rows=table.n_rows_total)
@@ -206,7 +222,7 @@ def _read_labels(y: Any, table: Table, budget: Budget) -> tuple[Labels | None, l
         return None, [(Severity.parse(exc.severity), "Labels not checked", exc.message, advice, {}, ())]
 
 
-def _label_problems(labels: Labels, table: Table) -> list[Draft]:
+def _label_problems(labels: Labels, table: Table, counts: dict[str, int]) -> list[Draft]:
     drafts = []
     if labels.n_missing:
         rows = table.positions(np.flatnonzero(labels.codes < 0))
@@ -218,19 +234,18 @@ def _label_problems(labels: Labels, table: Table) -> list[Draft]:
         drafts.append((Severity.MEDIUM, "Missing labels", summary, advice,
                        {"missing_labels": labels.n_missing}, rows))
     if labels.classes and labels.n_classes == 1:
-        count = labels.counts()[labels.classes[0]]
+        count = counts[labels.classes[0]]
         summary = (f"y holds only one class ('{labels.classes[0]}', {plural(count, 'row')}) — label-flip and "
                    f"membership checks will be skipped.")
         advice = ("Check the label column and the split: a filter or an unstratified split may have removed "
                   "the other classes (use train_test_split(..., stratify=y)).")
         drafts.append((Severity.MEDIUM, "Single class", summary, advice, {}, ()))
     elif labels.n_classes >= 2:
-        drafts += _imbalance(labels)
+        drafts += _imbalance(labels, counts)
     return drafts
 
 
-def _imbalance(labels: Labels) -> list[Draft]:
-    counts = labels.counts()
+def _imbalance(labels: Labels, counts: dict[str, int]) -> list[Draft]:
     low_cls = min(counts, key=counts.__getitem__)
     high_cls = max(counts, key=counts.__getitem__)
     ratio = counts[low_cls] / counts[high_cls]
@@ -254,7 +269,7 @@ def _imbalance(labels: Labels) -> list[Draft]:
 
 
 # -- whole-check outcomes --------------------------------------------------------------------------
-def _clean_summary(table: Table, labels: Labels | None) -> str:
+def _clean_summary(table: Table, labels: Labels | None, counts: dict[str, int]) -> str:
     text = (f"{plural(table.n_rows_total, 'row')} × {plural(table.n_features, 'column')} checked: no missing or infinite "
             f"values, no constant columns, no dtype problems")
     if labels is None:
@@ -262,7 +277,7 @@ def _clean_summary(table: Table, labels: Labels | None) -> str:
     elif labels.target_type == "continuous":
         text += "; y looks continuous (a regression target), so class balance was not checked"
     elif labels.classes:
-        text += f"; {labels.n_classes} classes ({column_list(labels.classes, counts=list(labels.counts().values()))})"
+        text += f"; {labels.n_classes} classes ({column_list(labels.classes, counts=list(counts.values()))})"
     text += _sample_suffix(table) + "."
     if table.notes:
         text += " Note: " + "; ".join(table.notes) + "."

@@ -333,7 +333,7 @@ def label_flips(*, X: Any, y: Any = None, feature_names: Any = None, budget: Bud
         return [_skipped("Label flips not checked", "No labels (y) were given; label flips need labels.")]
     capped = dataclasses.replace(budget, max_rows=min(budget.max_rows, MAX_ROWS))  # shares notes/cancel
     try:
-        table = prepare_features(X, capped, feature_names)
+        table = prepare_features(X, capped, feature_names, y=y)
     except UnsupportedData as exc:
         return [_skipped("Label flips not checked", exc.message, exc.severity)]
     budget.checkpoint()

@@ -72,7 +72,7 @@ def outliers(*, X: Any, y: Any = None, feature_names: Any = None, budget: Budget
     """Rows that lie far from the other rows of their class (or of the data): injected-looking points."""
     capped = dataclasses.replace(budget, max_rows=min(budget.max_rows, MAX_SCORED_ROWS))  # shares notes/cancel
     try:
-        table = prepare_features(X, capped, feature_names)
+        table = prepare_features(X, capped, feature_names, y=y)
     except UnsupportedData as exc:
         return [_not_checked(exc.message, exc.severity)]
     budget.checkpoint()

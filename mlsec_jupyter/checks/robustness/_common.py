@@ -268,19 +268,43 @@ def codes_of(labels: np.ndarray) -> tuple[list[Any], np.ndarray]:
     return list(classes.tolist()), codes.reshape(-1)
 
 
-def prepare_target(model: Any, X: Any, y: Any, budget: Budget, *, max_rows: int, name: str = "X") -> Target:
+#: Rows predicted twice to tell whether a model is deterministic (reliability B35).
+DETERMINISM_ROWS = 64
+
+
+def prepare_target(model: Any, X: Any, y: Any, budget: Budget, *, max_rows: int, name: str = "X",
+                   deterministic: bool = False) -> Target:
     """The model and up to ``max_rows`` labelled, finite numeric rows of ``X`` (:func:`read_rows`); raises
-    :class:`NotProbed` with the reason when the model or the data cannot be probed."""
+    :class:`NotProbed` with the reason when the model or the data cannot be probed, or, with
+    ``deterministic``, when two predictions of the same rows disagree (:func:`require_deterministic`)."""
     rows = read_rows(X, y, budget, max_rows=max_rows, name=name)
     probe, why = probe_for(model, X, rows.numeric)
     if probe is None:
         raise NotProbed(f"The model was not probed: {why}.")
+    if deterministic:
+        require_deterministic(probe, rows.values[:DETERMINISM_ROWS], budget)
     labels = _class_indices(rows.labels) if probe.is_torch else rows.labels
     classes, codes = codes_of(labels)
     notes = list(rows.notes)
     if len(rows.values) < rows.n_total:
         notes.append(f"probed on {len(rows.values):,} of {rows.n_total:,} rows")
     return Target(probe, rows.values, labels, codes, classes, rows.positions, rows.n_total, notes)
+
+
+def require_deterministic(probe: Any, rows: np.ndarray, budget: Budget) -> None:
+    """Predict ``rows`` twice; different labels mean the model is random at prediction time (dropout left
+    on, sampling), and a robustness figure would measure that randomness, not perturbations: raise
+    :class:`NotProbed` saying so (reliability B35)."""
+    if not len(rows):
+        return
+    first, second = probe.predict(rows, budget), probe.predict(rows, budget)
+    changed = int(np.sum(np.asarray(first) != np.asarray(second)))
+    if changed:
+        raise NotProbed(f"The model is not deterministic: {changed} of {len(rows)} rows got a different label when "
+                        f"predicted twice, so no robustness verdict is given (it would measure the model's own "
+                        f"randomness). Make predictions repeatable (model.eval(), a fixed seed inside predict) "
+                        f"and run the check again; a randomised defence needs an attack that averages over its "
+                        f"randomness (EOT).", Severity.LOW)
 
 
 def _class_indices(labels: np.ndarray) -> np.ndarray:

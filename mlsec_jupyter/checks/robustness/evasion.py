@@ -166,7 +166,8 @@ def evasion(*, model: Any, X: Any, y: Any = None, X_test: Any = None, y_test: An
     try:
         rows_for = FULL_ROWS if full else DEFAULT_ROWS
         probe_rows = int(n_rows) if n_rows else max(rows_for.values())
-        target = prepare_target(model, Xa, ya, budget, max_rows=probe_rows, name="X_test" if held_out else "X")
+        target = prepare_target(model, Xa, ya, budget, max_rows=probe_rows, name="X_test" if held_out else "X",
+                                deterministic=True)
         kind = _which_attack(attack, model, target)
         if not n_rows and target.n_rows > rows_for[kind]:
             keep = np.sort(budget.rng().choice(target.n_rows, size=rows_for[kind], replace=False))

@@ -111,7 +111,8 @@ def noise(*, model: Any, X: Any, y: Any = None, X_test: Any = None, y_test: Any 
     held_out = X_test is not None and y_test is not None
     try:
         target = prepare_target(model, *((X_test, y_test) if held_out else (X, y)), budget,
-                                max_rows=int(n_rows or MAX_ROWS), name="X_test" if held_out else "X")
+                                max_rows=int(n_rows or MAX_ROWS), name="X_test" if held_out else "X",
+                                deterministic=True)
     except NotProbed as exc:
         return [skipped(CHECK, "Noise robustness not checked", exc.message, exc.severity)]
     sc = data_scale(target.values, scale)
