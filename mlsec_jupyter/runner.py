@@ -107,9 +107,17 @@ def global_rng_states() -> tuple[Any, ...]:
     scikit-learn loads for its progress bars, draws from ``random`` at import; reliability R9)."""
     import random
 
+    torch = _imported_torch()
+    return random.getstate(), np.random.get_state(), None if torch is None else torch.get_rng_state()
+
+
+def _imported_torch() -> Any:
+    """torch when another thread has *finished* importing it, else ``None``: reading its generator while
+    the user's cell is still importing torch crashes the process (a half-initialised module)."""
     torch = sys.modules.get("torch")
-    torch_state = torch.get_rng_state() if torch is not None and hasattr(torch, "get_rng_state") else None
-    return random.getstate(), np.random.get_state(), torch_state
+    if torch is None or getattr(getattr(torch, "__spec__", None), "_initializing", True):
+        return None
+    return torch if callable(getattr(torch, "get_rng_state", None)) else None
 
 
 def _same_states(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -128,7 +136,7 @@ def restore_rng_states(states: tuple[Any, ...]) -> bool:
     py_state, np_state, torch_state = states
     random.setstate(py_state)
     np.random.set_state(np_state)
-    torch = sys.modules.get("torch")
+    torch = _imported_torch()
     if torch_state is not None and torch is not None:
         torch.set_rng_state(torch_state)
     return True

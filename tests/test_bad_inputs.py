@@ -165,8 +165,8 @@ def _b20(_):
     X, y = load_digits(return_X_y=True)
     X8 = (X * 15.9).astype(np.uint8)  # 0..254 pixel values
     X_train, X_test, y_train, y_test = train_test_split(X8, y, test_size=0.3, random_state=0)
-    return {"X": X_train, "y": y_train, "X_test": X_test, "y_test": y_test,
-            "clf": LogisticRegression(max_iter=300), "train_test_split": train_test_split}
+    return {"X": X_train, "y": y_train, "X_test": X_test, "y_test": y_test, "clf": LogisticRegression(max_iter=300),
+            "fitted": LogisticRegression(max_iter=300).fit(X_train, y_train)}
 
 
 # -- B21–B24: tensors ----------------------------------------------------------------------------

@@ -139,7 +139,10 @@ def test_registration():
     spec = get_check(CHECK)
     assert spec.applies_to == "model" and spec.cost == "slow" and spec.title == "Membership inference"
     assert set(spec.requires) == {"training_data", "test_data"}
+    fitted = LogisticRegression().fit(np.r_[np.zeros((3, 2)), np.ones((3, 2))], [0, 0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match="held-out test set"):
+        run_check(CHECK, model=fitted, X=np.zeros((5, 2)), y=np.zeros(5))
+    with pytest.raises(ValueError, match="needs a fitted model"):  # B31
         run_check(CHECK, model=LogisticRegression(), X=np.zeros((5, 2)), y=np.zeros(5))
 
 
