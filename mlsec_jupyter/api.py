@@ -6,6 +6,7 @@ check becomes a line on the card, never an exception.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .artifacts import Dataset, Kind, Model, ModelFile, Role, classify, framework_of, torch_data_parts
@@ -13,7 +14,7 @@ from .checks._parallel import parse_backend
 from .checks.budget import Budget
 from .checks.registry import run_check
 from .findings import CheckStatus, RiskCard
-from .runner import execute, global_rng_states, restore_rng_states, with_target
+from .runner import TIMEOUT_GRACE, Outcome, execute, global_rng_states, restore_rng_states, with_target
 from .session import plan, subject_of
 
 __all__ = ["scan_data", "scan_model", "scan_file", "run_check", "report"]
@@ -27,13 +28,34 @@ def _run(card: RiskCard, artifacts: list[Any], seconds: float, max_rows: int, ba
     try:
         for task, run in zip(tasks, runs):
             card.finish_run(run, CheckStatus.RUNNING)
-            outcome = execute(task, Budget(seconds=seconds, max_rows=max_rows, backend=where))
+            outcome = _bounded(task, Budget(seconds=seconds, max_rows=max_rows, backend=where))
             card.add(with_target(outcome.findings, task.target))
             card.finish_run(run, outcome.status, message=outcome.message, seconds=outcome.seconds,
                             sampled=outcome.sampled)
     finally:
         restore_rng_states(states)
     return card
+
+
+def _bounded(task: Any, budget: Budget) -> Outcome:
+    """Run one check in a daemon thread and wait at most its budget (plus the runner's grace): a model
+    whose ``predict`` hangs costs the caller one budget, and the check is reported "timed out" (B34).
+    Ctrl-C while waiting cancels the check and propagates."""
+    box: list[Outcome] = []
+    worker = threading.Thread(target=lambda: box.append(execute(task, budget)), name="mlsec-api-check",
+                              daemon=True)
+    worker.start()
+    try:
+        worker.join(budget.seconds + TIMEOUT_GRACE)
+    except KeyboardInterrupt:
+        budget.cancel_event.set()
+        raise
+    if box:
+        return box[0]
+    budget.cancel_event.set()  # it stops at its next checkpoint, if it ever reaches one
+    return Outcome(CheckStatus.TIMED_OUT, message=f"timed out after {budget.seconds:g} s (still running in the "
+                                                  f"background; its result will be dropped)",
+                   seconds=budget.seconds + TIMEOUT_GRACE)
 
 
 def scan_data(X: Any, y: Any = None, *, X_test: Any = None, y_test: Any = None, name: str = "data",
@@ -68,6 +90,8 @@ def scan_model(model: Any, X_train: Any = None, y_train: Any = None, X_test: Any
     ``backend``: where heavy sweeps (shadow models, ε values) run: ``"local"``, ``"dask"`` (the running
     ``dask.distributed`` client), a Dask scheduler address (``"tcp://HOST:8786"``) or ``"ray"``.
     """
+    X_train, y_train = _unpacked(X_train, y_train)
+    X_test, y_test = _unpacked(X_test, y_test)
     kind = classify(model)
     if kind not in (Kind.SKLEARN_MODEL, Kind.TORCH_MODEL):
         raise TypeError(f"scan_model expects a scikit-learn estimator or a torch.nn.Module, got "

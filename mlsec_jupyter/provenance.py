@@ -228,10 +228,12 @@ class Fingerprinter:
     def _tensor(self, t: Any, role: str) -> Part:
         import torch
 
-        if type(t) not in (torch.Tensor, torch.nn.Parameter):  # FakeTensor, DTensor... (B24)
+        if type(t).__torch_dispatch__ is not torch.Tensor.__torch_dispatch__:  # FakeTensor, DTensor... (B24)
             raise Unsupported(f"{role} is a {type(t).__module__}.{type(t).__qualname__} tensor; pass a plain "
                               f"tensor to fingerprint it")
         d = t.detach()
+        if type(d) not in (torch.Tensor, torch.nn.Parameter):  # a plain subclass (torchvision's Image...)
+            d = d.as_subclass(torch.Tensor)
         if getattr(d, "is_nested", False):
             raise Unsupported(f"{role} is a nested tensor; convert its parts to plain tensors to fingerprint it")
         if d.is_meta:

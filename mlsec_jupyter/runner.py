@@ -8,7 +8,6 @@ worker takes its place so other cards keep moving.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import os
@@ -18,7 +17,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -101,14 +100,21 @@ def remove_warning_filter() -> None:
         warnings.showwarning = original
 
 
-def global_rng_states() -> tuple[Any, ...]:
+def global_rng_states() -> tuple[Any, ...] | None:
     """Python's ``random`` state, numpy's legacy global state and torch's CPU generator state (when torch
     is loaded): what a library imported for the first time inside a check may move (rich, which
-    scikit-learn loads for its progress bars, draws from ``random`` at import; reliability R9)."""
+    scikit-learn loads for its progress bars, draws from ``random`` at import; reliability R9).
+    ``None`` when they cannot be read (numpy's global generator replaced by another bit generator...)."""
     import random
 
-    torch = _imported_torch()
-    return random.getstate(), np.random.get_state(), None if torch is None else torch.get_rng_state()
+    try:
+        np_state = np.random.get_state()
+        if not isinstance(np_state, tuple):
+            return None
+        torch = _imported_torch()
+        return random.getstate(), np_state, None if torch is None else torch.get_rng_state()
+    except Exception:
+        return None
 
 
 def _imported_torch() -> Any:
@@ -127,36 +133,43 @@ def _same_states(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return py_a == py_b and same_np and same_torch
 
 
-def restore_rng_states(states: tuple[Any, ...]) -> bool:
-    """Put back the global RNG states of :func:`global_rng_states` if anything moved them; whether it did."""
+def restore_rng_states(states: tuple[Any, ...] | None) -> bool:
+    """Put back the global RNG states of :func:`global_rng_states` if anything moved them; whether it did.
+    Never raises (a state that cannot be read or set is left alone)."""
     import random
 
-    if _same_states(states, global_rng_states()):
+    now = global_rng_states()
+    if states is None or now is None or _same_states(states, now):
         return False
-    py_state, np_state, torch_state = states
-    random.setstate(py_state)
-    np.random.set_state(np_state)
-    torch = _imported_torch()
-    if torch_state is not None and torch is not None:
-        torch.set_rng_state(torch_state)
-    return True
+    try:
+        py_state, np_state, torch_state = states
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch = _imported_torch()
+        if torch_state is not None and torch is not None:
+            torch.set_rng_state(torch_state)
+        return True
+    except Exception:
+        return False
 
 
 class MainThreadGate:
-    """Tells a worker whether the user's code may have run since a moment: the extension counts cells
-    (``cell_started``/``cell_finished``, from its hooks), and a worker restores global RNG states a
-    check moved only under :meth:`quiet_since` — when no cell started since its snapshot and none is
-    running, so nothing of the user's is rewound. Without an extension (the API, whose caller waits)
-    every moment is quiet."""
+    """Puts back the global RNG states that checks moved, without ever rewinding the user's draws.
+
+    The first check to start while no cell runs takes a snapshot; the last one to finish restores it,
+    but only if no cell started since and the gate is open. The extension reports cells
+    (``cell_started``/``cell_finished`` from its hooks; a starting cell waits for a restore in progress);
+    a runner that shuts down closes its gate, so a check abandoned long ago restores nothing. Snapshots are
+    never taken while a cell runs (its draws would be rewound, and numpy's state could be read torn)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cells = 0
         self._running = False
-
-    def stamp(self) -> int:
-        with self._lock:
-            return self._cells
+        self._active = 0
+        self._snapshot: tuple[Any, ...] | None = None
+        self._snapshot_cells = -1
+        self._open = True
 
     def cell_started(self) -> None:
         with self._lock:
@@ -167,11 +180,27 @@ class MainThreadGate:
         with self._lock:
             self._running = False
 
-    @contextlib.contextmanager
-    def quiet_since(self, stamp: int) -> Iterator[bool]:
-        """Hold the gate (a starting cell waits for the block) and yield whether it stayed quiet."""
+    def check_started(self) -> None:
         with self._lock:
-            yield not self._running and self._cells == stamp
+            if self._active == 0:
+                quiet = self._open and not self._running
+                self._snapshot = global_rng_states() if quiet else None
+                self._snapshot_cells = self._cells
+            self._active += 1
+
+    def check_finished(self) -> None:
+        with self._lock:
+            self._active = max(0, self._active - 1)
+            if self._active:
+                return
+            snapshot, self._snapshot = self._snapshot, None
+            if snapshot is not None and self._open and not self._running and self._cells == self._snapshot_cells:
+                restore_rng_states(snapshot)
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+            self._snapshot = None
 
 
 def execute(task: Task, budget: Budget) -> Outcome:
@@ -293,6 +322,7 @@ class Runner:
     def shutdown(self, timeout: float = 2.0) -> None:
         """Cancel everything and join the threads (for at most ``timeout`` seconds in total)."""
         self.cancel_all()
+        self.gate.close()  # a check abandoned long ago must not restore anything later
         with self._changed:
             self._closed = True
             self._changed.notify_all()
@@ -344,11 +374,11 @@ class Runner:
         job.card.finish_run(job.run, CheckStatus.RUNNING)
         job.budget.on_progress = self._progress_reporter(job)
         key = self._cache_key(job)
-        stamp, states = self.gate.stamp(), global_rng_states()
-        outcome = (self.cache.get(key) if key is not None else None) or execute(job.task, job.budget)
-        with self.gate.quiet_since(stamp) as quiet:
-            if quiet:
-                restore_rng_states(states)
+        self.gate.check_started()
+        try:
+            outcome = (self.cache.get(key) if key is not None else None) or execute(job.task, job.budget)
+        finally:
+            self.gate.check_finished()
         with self._lock:
             self._active.discard(job)
             if job.abandoned:

@@ -290,8 +290,8 @@ def row_limit(n_features: int, budget: Budget, name: str = "X") -> int:
 _STRATA: contextvars.ContextVar[Any] = contextvars.ContextVar("mlsec_strata", default=None)
 #: A sample keeps at least this many rows of every class (all of a smaller class; reliability B15).
 MIN_CLASS_ROWS = 20
-#: Rare classes looked up per sample, at most (each costs one pass over the labels).
-MAX_RARE_CLASSES = 256
+#: Labels with more distinct values than this are IDs or a continuous target, not classes to keep.
+MAX_RARE_CLASSES = 1000
 
 
 def _sample_rows(n_rows: int, n_features: int, budget: Budget, name: str) -> np.ndarray | None:
@@ -339,26 +339,47 @@ def full_label_codes(y: Any, n_rows: int) -> np.ndarray | None:
 
 
 def _keep_rare_classes(idx: np.ndarray, n_rows: int, budget: Budget) -> np.ndarray:
-    """``idx`` plus random rows of every class it holds fewer than :data:`MIN_CLASS_ROWS` of (all rows of
-    a smaller class): a 1-in-10M positive must not vanish from a sample (reliability B15). The rows
-    added are a small share and the card says how many; rates a check estimates on the sample count them."""
+    """``idx`` with rows of the classes it holds fewer than :data:`MIN_CLASS_ROWS` of swapped in (all rows
+    of a smaller class), so a 1-in-10M positive does not vanish from a sample (reliability B15).
+
+    The sample keeps its size (the rows swapped out are random rows of the well-represented classes; at
+    most a tenth of the sample changes), so the memory budget holds. Skipped for labels with more than
+    :data:`MAX_RARE_CLASSES` distinct values (IDs or a continuous target, not classes)."""
     codes = full_label_codes(_STRATA.get(), n_rows)
     if codes is None:
         return idx
     total = np.bincount(codes[codes >= 0])
-    held = np.bincount(codes[idx][codes[idx] >= 0], minlength=len(total))
-    short = np.flatnonzero(held < np.minimum(total, MIN_CLASS_ROWS))[:MAX_RARE_CLASSES]
-    rng, extra = budget.rng(), []
-    for c in short:
-        spare = np.setdiff1d(np.flatnonzero(codes == c), idx, assume_unique=True)
-        want = min(int(total[c]), MIN_CLASS_ROWS) - int(held[c])
-        extra.append(rng.choice(spare, size=min(want, len(spare)), replace=False))
-    if not extra:
+    if len(total) > MAX_RARE_CLASSES:
         return idx
-    added = np.concatenate(extra)
-    budget.note(f"plus {len(added):,} rows of {plural(len(short), 'rare class', 'rare classes')} (every class "
-                f"keeps at least {MIN_CLASS_ROWS} rows in the sample)")
-    return np.union1d(idx, added)
+    in_sample = codes[idx]
+    held = np.bincount(in_sample[in_sample >= 0], minlength=len(total))
+    want = np.minimum(total, MIN_CLASS_ROWS) - held
+    short = np.flatnonzero(want > 0)
+    room = len(idx) // 10
+    if not len(short) or room < 1:
+        return idx
+    rng, extra = budget.rng(), []
+    order = np.argsort(codes, kind="stable")  # rows grouped by class, one pass
+    starts = np.searchsorted(codes[order], np.arange(len(total)))
+    for c in short[np.argsort(total[short], kind="stable")]:  # rarest first
+        budget.checkpoint()
+        rows_c = order[starts[c]:starts[c] + total[c]]
+        spare = np.setdiff1d(rows_c, idx, assume_unique=True)
+        take = min(int(want[c]), len(spare), room - sum(len(e) for e in extra))
+        if take <= 0:
+            break
+        extra.append(rng.choice(spare, size=take, replace=False))
+    added = np.concatenate(extra) if extra else np.empty(0, dtype=np.int64)
+    if not len(added):
+        return idx
+    common = np.flatnonzero((in_sample >= 0) & (held[in_sample.clip(0)] >= MIN_CLASS_ROWS + len(added)))
+    if len(common) < len(added):
+        return idx
+    dropped = rng.choice(common, size=len(added), replace=False)
+    kept = np.delete(idx, dropped)
+    budget.note(f"{len(added):,} rows of {plural(len(extra), 'rare class', 'rare classes')} swapped into the "
+                f"sample, so every class has rows in it (up to {MIN_CLASS_ROWS} each)")
+    return np.union1d(kept, added)
 
 
 def _check_rows_features(n_rows: int, n_features: int, shape: tuple[int, ...], name: str) -> None:

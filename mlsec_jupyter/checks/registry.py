@@ -44,8 +44,14 @@ _REQUIREMENTS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
 
 
 def _unfitted(model: Any) -> bool:
-    """A scikit-learn style estimator that is not fitted (reliability B31); torch modules always run."""
-    return model is not None and classify(model) is Kind.SKLEARN_MODEL and not is_sklearn_fitted(model)
+    """A scikit-learn estimator that is not fitted (reliability B31), on positive evidence only: a class
+    from scikit-learn, or one that defines ``__sklearn_is_fitted__``. Other estimators may keep their
+    fitted state in private attributes (wrappers), and torch modules always run."""
+    if model is None or classify(model) is not Kind.SKLEARN_MODEL:
+        return False
+    tp = type(model)
+    ours = (tp.__module__ or "").startswith("sklearn.") or callable(getattr(tp, "__sklearn_is_fitted__", None))
+    return ours and not is_sklearn_fitted(model)
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,9 @@ def require_deterministic(probe: Any, rows: np.ndarray, budget: Budget) -> None:
     :class:`NotProbed` saying so (reliability B35)."""
     if not len(rows):
         return
-    first, second = probe.predict(rows, budget), probe.predict(rows, budget)
+    first = probe.predict(rows, budget)
+    budget.checkpoint()
+    second = probe.predict(rows, budget)
     changed = int(np.sum(np.asarray(first) != np.asarray(second)))
     if changed:
         raise NotProbed(f"The model is not deterministic: {changed} of {len(rows)} rows got a different label when "
