@@ -40,6 +40,7 @@ bench: install
 	$(PY) bench/robustness.py
 	$(PY) bench/supply.py
 	$(PY) bench/scale.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -288,6 +288,16 @@ def _fail_if_collected(value):
     raise AssertionError("the LazyFrame was collected")
 
 
+def _b29_array_column(_):
+    pl = pytest.importorskip("polars")
+    emb = pl.Series("emb", [[1.0, 2.0]] * 50, dtype=pl.Array(pl.Float64, 2))
+    return _data(pl.DataFrame({"emb": emb, "a": list(range(50))}), None)
+
+
+def _b25_loader(_):
+    return {"stream": Counting(), "X": None, "y": None, "DataLoader": torch.utils.data.DataLoader}
+
+
 def _b29_eager(_):
     pl = pytest.importorskip("polars")
     X = pl.DataFrame({"a": [1.0, None, 3.0, 4.0] * 25, "b": ["x", "y", None, "z"] * 25})
@@ -428,6 +438,11 @@ def _compile(net):
     return torch.compile(net, backend="eager")
 
 
+def _compile_in_place(net):
+    net.compile(backend="eager")
+    return net
+
+
 def _grad_sample(net):
     opacus = pytest.importorskip("opacus")
     return opacus.GradSampleModule(net)
@@ -465,6 +480,9 @@ ROWS = [
     Row("B25-iterable-dataset", _b25, "X, y = make_bad()", lambda o: mj.scan_data(o["X"]),
         "not inspected, because reading it would consume it", watch=("X",),
         extra=lambda o: _check_not_iterated(o)),
+    Row("B25-loader-over-a-stream", _b25_loader, "loader = DataLoader(stream, batch_size=4)",
+        lambda o: mj.scan_data(torch.utils.data.DataLoader(o["stream"], batch_size=4)),
+        "not inspected, because reading it would consume it", watch=(), extra=lambda o: _stream_untouched(o)),
     Row("B26-dataloader-workers-shuffle", _loader("random"),
         "loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)",
         lambda o: mj.scan_data(o["loader"]), "its items were not read", watch=("ds",), extra=_never_read),
@@ -475,6 +493,8 @@ ROWS = [
     Row("B28-list-of-lists", _b28_named, "%mlsec scan X y", lambda o: mj.scan_data(o["X"], o["y"]), "60,000 rows"),
     Row("B29-polars-lazy", _b29_lazy, "X, y = make_bad()", lambda o: mj.scan_data(o["X"]),
         "lazy or out-of-core): not read", watch=()),
+    Row("B29-polars-array-column", _b29_array_column, "X, y = make_bad()", lambda o: mj.scan_data(o["X"]),
+        "holds arrays", watch=()),
     Row("B29-polars-eager", _b29_eager, "X, y = make_bad()", lambda o: mj.scan_data(o["X"], o["y"]),
         "50 missing values (NaN) in 2 of 2 columns", watch=()),
     Row("B30-hostile-object", _b30, "X, y = make_bad()", lambda o: mj.scan_data(o["X"]),
@@ -495,12 +515,18 @@ ROWS = [
         watch=("net",), config="config time_budget=15"),
     Row("B37-compiled", _torch_row(_compile), TORCH_CELL, _torch_api, "PGD", watch=("net",),
         config="config time_budget=15", extra=lambda o: _check_no_recompiles(o)),
+    Row("B37-compiled-in-place", _torch_row(_compile_in_place), TORCH_CELL, _torch_api, "PGD", watch=("net",),
+        config="config time_budget=15", extra=lambda o: _check_no_recompiles(o)),
     Row("B37-data-parallel", _torch_row(torch.nn.DataParallel), TORCH_CELL, _torch_api, "PGD", watch=("net",),
         config="config time_budget=15"),
     Row("B38-grad-sample-module", _torch_row(_grad_sample, batch_norm=False), TORCH_CELL, _torch_api, "PGD", watch=("net",),
         config="config time_budget=15"),
     Row("B39-truncated-pickle", _b39, "%mlsec scanfile truncated.pkl", _scan_file, "truncated", watch=()),
 ]
+
+
+def _stream_untouched(objs):
+    assert objs["stream"].iterated == 0
 
 
 def _check_not_iterated(objs):
@@ -558,7 +584,7 @@ def test_bad_input_through_a_real_cell(ip, row, tmp_path, monkeypatch):
 def test_bad_input_through_the_api(row, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     objs = row.make(tmp_path)
-    if row.id == "B37-compiled":
+    if row.id.startswith("B37-compiled"):
         objs["model"](objs["X"][:4])
         objs["_graphs"] = dynamo_graphs()
     watched = {name: fingerprint(objs[name]) for name in row.watch if objs.get(name) is not None}

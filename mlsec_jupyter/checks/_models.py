@@ -97,6 +97,8 @@ def private_torch_copy(model: Any) -> Any:
         memo[id(b)] = b.detach().to("cpu", copy=True)
     twin = copy.deepcopy(model, memo)
     for module in twin.modules():
+        if vars(module).get("_compiled_call_impl") is not None:  # net.compile() in place (B37): run eagerly
+            module._compiled_call_impl = None
         for name, value in list(vars(module).items()):
             if "hooks" in name and isinstance(value, dict):
                 value.clear()

@@ -903,10 +903,14 @@ def _polars_kind(tp: type) -> str | None:
     return next((kind for cls, kind in _POLARS_EAGER.items() if cls in mro_names(tp)), None)
 
 
-def _polars_values(s: Any, rows: np.ndarray | None) -> np.ndarray:
+def _polars_values(s: Any, rows: np.ndarray | None, name: str = "X") -> np.ndarray:
     """The sampled values of a polars Series as numpy (nulls: NaN for numbers, None otherwise); a copy."""
     part = s.gather(rows) if rows is not None else s
-    return np.array(part.to_numpy(), copy=True)
+    values = np.array(part.to_numpy(), copy=True)
+    if values.ndim != 1:
+        raise UnsupportedData(f"{name}: column {_short(str(s.name))!r} holds arrays ({s.dtype}), one per row; "
+                              f"not checked. Unnest it into one column per value to check it.", severity="info")
+    return values
 
 
 def _from_polars(X: Any, budget: Budget, feature_names: Any, name: str, kind: str) -> Table:
@@ -919,10 +923,11 @@ def _from_polars(X: Any, budget: Budget, feature_names: Any, name: str, kind: st
     rows = _sample_rows(n, k, budget, name)
     series = [X.to_series(j) for j in range(k)] if frame else [X]
     notes: list[str] = []
-    names = _final_names([_label_text(s.name, j) for j, s in enumerate(series)], feature_names, k, notes)
+    names = _final_names([_label_text(s.name or None, j) if frame else (s.name or name)
+                          for j, s in enumerate(series)], feature_names, k, notes)
     cols = []
     for j, s in enumerate(series):
-        cols.append(_array_column(_polars_values(s, rows), names[j]))
+        cols.append(_array_column(_polars_values(s, rows, name), names[j]))
         budget.checkpoint()
     return _assemble(cols, names, rows, n, notes, budget)
 
@@ -1184,7 +1189,7 @@ def _refuse(X: Any, name: str) -> UnsupportedData:
                                severity="info")
     names = mro_names(tp)
     if "torch.utils.data.dataloader.DataLoader" in names or "torch.utils.data.dataset.Dataset" in names:
-        return UnsupportedData(f"{name} is a map-style torch Dataset ({tname}): its items were not read, because "
+        return UnsupportedData(f"{name} is a torch Dataset or DataLoader ({tname}): its items were not read, because "
                                f"__getitem__ is your code (it may be slow, random or have side effects, and "
                                f"randomness would move your global RNG). Pass the tensors, or a sample such as "
                                f"torch.stack([ds[i][0] for i in range(1000)]), to check it.", severity="info")

@@ -233,6 +233,8 @@ class Assembler:
     def _from_torch_dataset(name: str, dataset: Any, role: Role) -> Dataset | None:
         """A TensorDataset's tensors; any other map-style Dataset as itself, so the card says that its items
         were not read (B26, B27)."""
+        if classify(dataset) is Kind.STREAM:  # a DataLoader over an IterableDataset: say it was not read
+            return Dataset(X=dataset, name=name, role=role, source=f"torch IterableDataset ({type(dataset).__name__})")
         if classify(dataset) is not Kind.TORCH_DATASET:
             return None
         X, y = torch_data_parts(dataset)
