@@ -87,14 +87,8 @@ def features_of(obj: Any) -> Any:
     """The feature array behind data a training reads: the object itself for arrays and frames,
     ``tensors[0]`` of a torch TensorDataset, and of a DataLoader's ``dataset`` (never iterated);
     ``None`` for anything else."""
-    kind = classify(obj)
-    if kind is Kind.TORCH_LOADER:
-        obj = getattr(obj, "dataset", None)  # a plain attribute of torch's DataLoader
-        kind = classify(obj)
-    if kind is Kind.TORCH_DATASET and type(obj).__name__ == "TensorDataset":
-        tensors = getattr(obj, "tensors", ())
-        return tensors[0] if tensors else None
-    return obj if kind in (Kind.ARRAY, Kind.FRAME) else None
+    X, _ = torch_data_parts(obj)
+    return X if classify(X) in (Kind.ARRAY, Kind.FRAME) else None
 
 
 def torch_data_parts(obj: Any) -> tuple[Any, Any]:

@@ -306,7 +306,7 @@ def _sample_rows(n_rows: int, n_features: int, budget: Budget, name: str) -> np.
     else:
         idx = np.sort(budget.rng().choice(n_rows, size=limit, replace=False))
         budget.note(f"sampled {limit:,} of {n_rows:,} {what} ({n_features:,} features each, memory budget)")
-    return _keep_rare_classes(idx, n_rows, budget) if name == "X" else idx
+    return _keep_rare_classes(idx, n_rows, budget)  # a no-op unless prepare_features was given labels
 
 
 def full_label_codes(y: Any, n_rows: int) -> np.ndarray | None:

@@ -414,7 +414,8 @@ def duplicates(*, X: Any, y: Any = None, X_test: Any = None, y_test: Any = None,
     try:
         keyed = _content_sample(X, budget)
         by_content = keyed if keyed is not None and keyed.rows is not None else None
-        table = prepare_features(X, budget, feature_names, rows=None if by_content is None else by_content.rows, y=y)
+        rows = None if by_content is None else by_content.rows
+        table = prepare_features(X, budget, feature_names, rows=rows, y=y)
     except UnsupportedData as exc:
         return [_skipped("Duplicates not checked", exc.message, exc.severity)]
     notes = list(table.notes)
