@@ -53,8 +53,7 @@ def _bounded(task: Any, budget: Budget) -> Outcome:
     if box:
         return box[0]
     budget.cancel_event.set()  # it stops at its next checkpoint, if it ever reaches one
-    return Outcome(CheckStatus.TIMED_OUT, message=f"timed out after {budget.seconds:g} s (still running in the "
-                                                  f"background; its result will be dropped)",
+    return Outcome(CheckStatus.TIMED_OUT, message="still running in the background; its result will be dropped",
                    seconds=budget.seconds + TIMEOUT_GRACE)
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import Artifact, DPTraining, ModelFile
-from .findings import RiskCard
+from .findings import CheckStatus, RiskCard
 from .history import RunKey
-from .preflight import Preflight, preflight
+from .preflight import Preflight, interrupted_before_run, preflight
 from .runner import install_warning_filter, remove_warning_filter
 from .session import Session, active_session, set_active_session, subject_of
 from .watch.cell import CellIntent, might_intend, parse_cell
@@ -119,6 +119,7 @@ class Extension:
         self._preflight: tuple[str, Preflight] | None = None  # the last cell source checked before running
         self._preflight_card: Preflight | None = None  # findings to show when that cell starts
         self.blocked_reason = ""
+        self.blocked_by_interrupt = False  # the cell was stopped by an interrupt of its pre-run checks
         self.panels: list[Any] = []  # %mlsec panel widgets of this session (closed on unload)
         self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
         self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
@@ -182,25 +183,24 @@ class Extension:
     # -- before a cell runs ---------------------------------------------------------------------
     def gate(self, lines: list[str]) -> list[str]:
         """Input transformer (IPython transforms a cell before ``pre_run_cell``): run the pre-run
-        checks of :mod:`mlsec_jupyter.preflight` and replace a blocked cell by one clear error."""
+        checks of :mod:`mlsec_jupyter.preflight` and replace a blocked cell by one clear error. An
+        interrupt while they run stops the cell as if it had been interrupted itself (R2)."""
+        source = "".join(lines)
         try:
-            source = "".join(lines)
             if not self.session.config.auto or not might_intend(source):
                 return lines
             checked = self._checked_before_run(source)
-            if checked.block:
-                self.blocked_reason = checked.block
-                return ["get_ipython().run_line_magic('mlsec', 'blocked')\n"]
-        except KeyboardInterrupt:
-            self._interrupted = True
-            config = self.session.config
-            if "block" in (config.file_policy, config.budget_policy):  # unchecked: fail closed, never run it
-                self.blocked_reason = ("mlsec-jupyter did not run this cell: its check before running was "
-                                       "interrupted. Run the cell again to check it.")
-                return ["get_ipython().run_line_magic('mlsec', 'blocked')\n"]
+        except KeyboardInterrupt:  # between the pre-run checks: nothing to show, the cell must still stop
+            checked = Preflight(block=interrupted_before_run("checks"), interrupted="")
+            self._preflight = (source, checked)  # pre_run_cell transforms the same source again
         except Exception:
             log.debug("mlsec pre-run check failed", exc_info=True)
-        return lines
+            return lines
+        if not checked.block:
+            return lines
+        self.blocked_reason = checked.block
+        self.blocked_by_interrupt = checked.interrupted is not None
+        return ["get_ipython().run_line_magic('mlsec', 'blocked')\n"]
 
     def _checked_before_run(self, source: str) -> Preflight:
         if self._preflight is not None and self._preflight[0] == source:
@@ -210,7 +210,7 @@ class Extension:
                    else Preflight())
         self._scanned = checked.scanned
         self._preflight = (source, checked)
-        self._preflight_card = checked if checked.findings else None
+        self._preflight_card = checked if checked.findings or checked.interrupted else None
         return checked
 
     def _show_preflight(self) -> None:
@@ -220,6 +220,9 @@ class Extension:
         card = RiskCard(checked.subject, cell_id=self._cell_id)
         card.min_severity = self.session.config.min_severity
         card.add(checked.findings)
+        if checked.interrupted:
+            card.finish_run(card.expect(checked.interrupted), CheckStatus.CANCELLED,
+                            message="interrupted before the cell ran; the cell did not run")
         self.session.keep(card, self._run_key("before the cell ran"))
         self.display.show(card)
 

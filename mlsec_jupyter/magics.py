@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -350,7 +351,11 @@ class MlsecMagics(Magics):
 
     def _cmd_blocked(self, args: argparse.Namespace) -> None:
         reason = self.extension.blocked_reason or "mlsec-jupyter blocked this cell."
-        self.extension.blocked_reason = ""
+        interrupted = self.extension.blocked_by_interrupt
+        self.extension.blocked_reason, self.extension.blocked_by_interrupt = "", False
+        if interrupted:  # an error reply, as for any interrupted cell, so "Run All" stops here
+            print(reason, file=sys.stderr)
+            raise KeyboardInterrupt
         raise UsageError(reason)
 
     # -- privacy budget -------------------------------------------------------------------------------

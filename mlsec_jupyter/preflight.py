@@ -17,7 +17,9 @@ A cell's source is known before it runs; some risks are cheaper to stop than to 
   when there is none, and the card says when a count could not be read). If that would exceed the budget, the card says so before the
   cell runs, and with ``budget_policy=block`` the cell does not run.
 
-:func:`preflight` returns the findings and, when the cell must not run, the reason.
+:func:`preflight` returns the findings and, when the cell must not run, the reason. An interrupt (the stop
+button) while a pre-run check runs means the cell does not run, under every policy: the user asked to stop,
+and the load was not checked (notes/reliability.md R2).
 """
 
 from __future__ import annotations
@@ -42,17 +44,35 @@ class Preflight:
     block: str | None = None
     subject: str = "before this cell runs"
     scanned: set[str] = field(default_factory=set)  # absolute paths of the model files scanned
+    interrupted: str | None = None  # the id of the check the user interrupted (the cell must not run)
+
+
+def interrupted_before_run(what: str) -> str:
+    """Why a cell did not run: the user interrupted mlsec-jupyter's check of it."""
+    return (f"Interrupted while mlsec-jupyter ran its {what} before this cell; the cell did not run. "
+            "Run it again to check and run it.")
 
 
 def preflight(intent: CellIntent, ns: Mapping[str, Any], session: Any) -> Preflight:
     """Every pre-run check that applies to this cell (see the module docstring). A check that fails
-    (a bug) gets a card line, and blocks the cell when its policy is ``block``: it fails closed."""
+    (a bug) gets a card line, and blocks the cell when its policy is ``block``: it fails closed. An
+    interrupt stops the pre-run checks and blocks the cell."""
     result = Preflight()
-    if intent.file_loads:
-        _guarded(_model_files, "model file scan", "file_policy", intent, ns, session, result)
-    if intent.torch_training:
-        _guarded(_dp_budget, "privacy budget check", "budget_policy", intent, ns, session, result)
+    steps = ((intent.file_loads, _model_files, "model file scan", "file_policy"),
+             (intent.torch_training, _dp_budget, "privacy budget check", "budget_policy"))
+    for wanted, check, what, policy in steps:
+        if not wanted:
+            continue
+        try:
+            _guarded(check, what, policy, intent, ns, session, result)
+        except KeyboardInterrupt:
+            result.interrupted = _CHECK_OF_POLICY[policy]
+            result.block = interrupted_before_run(what)
+            break
     return result
+
+
+_CHECK_OF_POLICY = {"file_policy": "supply.pickle", "budget_policy": "privacy.dp_budget"}
 
 
 def _guarded(check: Any, what: str, policy: str, intent: CellIntent, ns: Mapping[str, Any], session: Any,
@@ -61,18 +81,22 @@ def _guarded(check: Any, what: str, policy: str, intent: CellIntent, ns: Mapping
         check(intent, ns, session, result)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - a pre-run check must never break the cell, nor wave it through
+    except BaseException as exc:  # noqa: BLE001 - a pre-run check must never break the cell (nor end the
+        # kernel: SystemExit from a check's code), nor wave it through
+        from .runner import exception_text
+
         blocking = getattr(session.config, policy, "warn") == "block"
+        problem = exception_text(exc)
         result.findings.append(Finding(
-            "supply.pickle" if policy == "file_policy" else "privacy.dp_budget", Severity.HIGH,
-            f"The {what} before this cell failed", f"{type(exc).__name__}: {exc}" +
+            _CHECK_OF_POLICY[policy], Severity.HIGH,
+            f"The {what} before this cell failed", problem +
             (f" The cell was not run ({policy}=block)." if blocking else " The cell ran unchecked."),
             metrics=({"verdict": "incomplete", "globals": [], "unsafe_globals": [], "format": ""}
                      if policy == "file_policy" else {"epsilon": None, "delta": None, "budget_epsilon": None}),
             recommendation="Please report this as a bug of mlsec-jupyter; meanwhile "
                            f"`%mlsec config {policy}=warn` lets the cell run."))
         if blocking:
-            result.block = f"mlsec-jupyter blocked this cell: the {what} failed ({type(exc).__name__}: {exc})."
+            result.block = f"mlsec-jupyter blocked this cell: the {what} failed ({problem})."
 
 
 #: Said on every pre-run scan: what the pre-run scan does and does not cover (README, "Model files").

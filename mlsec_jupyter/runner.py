@@ -64,8 +64,13 @@ class Outcome:
     sampled: str = ""
 
 
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def exception_text(exc: BaseException) -> str:
+    """``"ValueError: bad shape"``, cut to :data:`_MAX_MESSAGE`; an exception whose ``str`` raises is named only."""
+    try:
+        detail = str(exc)
+    except Exception:
+        detail = ""
+    text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
@@ -220,8 +225,10 @@ def execute(task: Task, budget: Budget) -> Outcome:
         findings, status, message = [], CheckStatus.CANCELLED, "cancelled"
     except CheckTimeout as exc:
         findings, status, message = [], CheckStatus.TIMED_OUT, str(exc)
-    except Exception as exc:  # a check must never break the user's session
-        findings, status, message = [], CheckStatus.FAILED, f"check failed: {_short(exc)}"
+    except BaseException as exc:  # noqa: BLE001 - a check must never break the session, nor end its worker
+        # (SystemExit or KeyboardInterrupt raised by a check's own code would end the thread silently,
+        # and the card would wait for the watchdog)
+        findings, status, message = [], CheckStatus.FAILED, exception_text(exc)
     finally:
         _quiet.active = False
     return Outcome(status, findings, message, time.monotonic() - start, "; ".join(budget.notes))
@@ -445,6 +452,5 @@ class Runner:
                     self._active.discard(j)
             for j in overdue:
                 j.budget.cancel_event.set()
-                self._finish(j, Outcome(CheckStatus.TIMED_OUT, seconds=now - j.budget.started,
-                                        message=f"timed out after {j.budget.seconds:g} s"))
+                self._finish(j, Outcome(CheckStatus.TIMED_OUT, seconds=now - j.budget.started))
                 self._spawn_worker()

@@ -504,7 +504,7 @@ ROWS = [
     Row("B32-no-predict-proba", _sk(lambda: __import__("sklearn.svm").svm.LinearSVC()), FIT_CELL, _fitted_api,
         "offers no predict_proba"),
     Row("B33-predict-raises", _sk(RaisingPredict), FIT_CELL, _fitted_api,
-        "failed: check failed: ValueError: <img src=x onerror=alert(1)> predict broke"),
+        "failed: ValueError: <img src=x onerror=alert(1)> predict broke"),
     Row("B33-feature-names", _sk(lambda: __import__("sklearn.linear_model").linear_model.LogisticRegression(),
                                  frame=True), FIT_CELL, _fitted_api, "clean accuracy"),
     Row("B34-hanging-predict", _sk(HangingPredict), FIT_CELL,

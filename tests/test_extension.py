@@ -165,7 +165,7 @@ def test_a_failing_check_becomes_a_line_on_the_card_not_a_traceback(ip):
     (card,) = card_bundles(outputs)
     run_line = next(r for r in card["checks"] if r["check"] == "test.explodes")
     assert run_line["status"] == "failed"
-    assert run_line["message"].startswith("check failed: RuntimeError")
+    assert run_line["message"].startswith("RuntimeError: ")
     html = next(o.data["text/html"] for o in outputs if "text/html" in o.data)
     assert "<img src=x" not in html and "&lt;img src=x" in html
 

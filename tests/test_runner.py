@@ -63,7 +63,7 @@ def test_failures_timeouts_and_cancellation_become_card_lines(checks):
     updates = _run(runner, card, specs, {"X": X})
     status = {r.check: (r.status.value, r.message) for r in card.runs}
     assert status["t.ok"][0] == "done"
-    assert status["t.boom"] == ("failed", "check failed: ValueError: bad <b>")
+    assert status["t.boom"] == ("failed", "ValueError: bad <b>")
     assert status["t.coop"][0] == "timed out"
     assert status["t.stuck"][0] == "timed out"
     assert [f.title for f in card.findings] == ["fine"]  # the late result of the abandoned check is dropped
