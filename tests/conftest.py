@@ -72,21 +72,45 @@ def one_logit_model(n: int = 300):
 NOTEBOOKS = Path(__file__).parents[1] / "example-notebooks"
 
 
+#: Installed in every kernel that runs an example notebook (an IPython startup file): records each network
+#: event of the kernel process (CPython audit events) in the file named by ``MLSEC_TEST_SOCKET_LOG`` (S3).
+SOCKET_GUARD = """
+import json, os, sys
+
+def _mlsec_socket_guard(event, args, _log=os.environ.get("MLSEC_TEST_SOCKET_LOG")):
+    if _log and event in ("socket.connect", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
+                          "socket.gethostbyname", "socket.gethostbyaddr", "urllib.Request", "http.client.connect"):
+        address = args[1] if event in ("socket.connect", "socket.sendto") else args[1:] if event == "http.client.connect" else args[0]
+        with open(_log, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"event": event, "address": repr(address)}) + "\\n")
+
+if os.environ.get("MLSEC_TEST_SOCKET_LOG"):
+    with open(os.environ["MLSEC_TEST_SOCKET_LOG"], "a", encoding="utf-8") as out:
+        out.write(json.dumps({"event": "guard installed", "pid": os.getpid()}) + "\\n")
+    sys.addaudithook(_mlsec_socket_guard)
+"""
+
+
 @pytest.fixture(scope="session")
 def executed_notebook_path(tmp_path_factory):
     """``executed_notebook_path("01-quickstart.ipynb")``: the example notebook run once per test session by
-    nbclient in a real kernel (in its own temp folder) and saved there with its outputs; later calls reuse it."""
+    nbclient in a real kernel (in its own temp folder) and saved there with its outputs; later calls reuse it.
+    The kernel logs its network events to ``network.jsonl`` beside the saved notebook (S3)."""
     import nbformat
     from nbclient import NotebookClient
 
     done: dict[str, Path] = {}
+    ipython_dir = tmp_path_factory.mktemp("ipython")
+    (ipython_dir / "profile_default" / "startup").mkdir(parents=True)
+    (ipython_dir / "profile_default" / "startup" / "00-socket-guard.py").write_text(SOCKET_GUARD)
 
     def execute(name: str) -> Path:
         if name not in done:
             folder = tmp_path_factory.mktemp(Path(name).stem)
             nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+            env = {**os.environ, "IPYTHONDIR": str(ipython_dir), "MLSEC_TEST_SOCKET_LOG": str(folder / "network.jsonl")}
             NotebookClient(nb, timeout=180, kernel_name="python3",
-                           resources={"metadata": {"path": str(folder)}}).execute()
+                           resources={"metadata": {"path": str(folder)}}).execute(env=env)
             nbformat.write(nb, folder / name)
             done[name] = folder / name
         return done[name]

@@ -62,3 +62,21 @@ def test_every_example_notebook_is_saved_clean_and_starts_and_ends_as_documented
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     assert code[0].source.strip().splitlines()[-1] == "%load_ext mlsec_jupyter"
     assert code[-1].source.strip() == "%mlsec wait"  # headless runs save complete cards
+
+
+LOOPBACK = ("'127.0.0.1'", "'::1'", "'localhost'")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_example_notebooks_make_no_network_connection(name, executed_notebook_path):
+    """S3: the kernel that ran the notebook recorded every network audit event (socket connect/send, name
+    lookups, urllib, http.client): none leaves the machine. Only notebook 06 talks to its own local Dask
+    cluster, on the loopback address, because the user started one."""
+    log = executed_notebook_path(name).parent / "network.jsonl"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert events and events[0]["event"] == "guard installed", "the socket guard did not run in the kernel"
+    network = events[1:]
+    outside = [e for e in network if not e["address"].lstrip("(").startswith(LOOPBACK)]  # host or (host, port)
+    assert not outside, outside
+    if not name.startswith("06-"):
+        assert not network, network
