@@ -18,13 +18,17 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 install: $(VENV)/.installed
 
+# ipykernel 6.29 beside the venv's 7.x, for the kernel tests of both (tests/test_kernel.py, R6)
+$(VENV)/ipykernel6/ipykernel: | $(PY)
+	$(PY) -m pip install -q --no-deps --target $(VENV)/ipykernel6 ipykernel==6.29.5 nest_asyncio==1.6.0
+
 # Browser tests drive Debian's chromium (never a downloaded browser); as root, install it if missing.
 chromium:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 	@[ -x /usr/bin/chromium ] || echo "note: /usr/bin/chromium missing, browser tests will be skipped"
 
-test: install chromium
+test: install chromium $(VENV)/ipykernel6/ipykernel
 	$(PY) -m pytest -q
 
 lab: install

@@ -59,7 +59,10 @@ class CardDisplay:
 
     @property
     def live(self) -> bool:
-        return hasattr(getattr(self.shell, "display_pub", None), "set_thread_parent")
+        """Whether a kernel can route a worker's update to the cell that made the card: ipykernel 7 by a
+        thread parent, ipykernel 6 by a message sent with that parent on its thread-safe IOPub socket."""
+        pub = getattr(self.shell, "display_pub", None)
+        return hasattr(pub, "set_thread_parent") or all(hasattr(pub, a) for a in ("session", "pub_socket", "topic"))
 
     def show(self, card: RiskCard) -> None:
         from IPython.display import display
@@ -79,18 +82,32 @@ class CardDisplay:
             done = card.status == "done"
             parent = self._parents.pop(card.card_id, None) if done else self._parents.get(card.card_id)
             pub = self.shell.display_pub
-            if parent and hasattr(pub, "set_thread_parent"):
-                token = pub.set_thread_parent(parent)
-                try:
-                    update_display(bundle, raw=True, display_id=card.card_id)
-                finally:
-                    pub.reset_thread_parent(token)
+            if parent:
+                self._update_under(parent, bundle, card.card_id)
                 if done:
                     self._finished.append((card.card_id, bundle))
                 current = getattr(pub, "parent_header", None) or {}  # the latest cell's, in this thread
                 if current.get("msg_id") == parent.get("msg_id"):
                     return
             update_display(bundle, raw=True, display_id=card.card_id)
+
+    def _update_under(self, parent: dict[str, Any], bundle: dict[str, Any], display_id: str) -> None:
+        """Send an update of ``display_id`` as output of the cell whose header is ``parent``."""
+        from IPython.display import update_display
+
+        pub = self.shell.display_pub
+        if hasattr(pub, "set_thread_parent"):  # ipykernel 7: the parent of this thread's output
+            token = pub.set_thread_parent(parent)
+            try:
+                update_display(bundle, raw=True, display_id=display_id)
+            finally:
+                pub.reset_thread_parent(token)
+            return
+        # ipykernel 6: its display publisher has one parent for all threads (the running cell), so the
+        # message is built with the card's parent and sent on the IOPub socket, which is thread-safe there
+        content = {"data": bundle, "metadata": {}, "transient": {"display_id": display_id}}
+        pub.session.send(pub.pub_socket, pub.session.msg("update_display_data", content, parent=parent),
+                         ident=pub.topic)
 
     def resend_finished(self) -> None:
         """At the start of a cell: send cards finished since the last one again, under this cell."""

@@ -24,7 +24,7 @@ from nbclient import NotebookClient
 
 from conftest import cards_in
 from test_dp_run_all import ENGINE, SETUP, TRAIN
-from test_kernel import _card, _wait_for, kernel  # noqa: F401 - the fixture
+from test_kernel import _card, _interrupt_until_error, _wait_for, kernel  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.kernel
 
@@ -150,16 +150,7 @@ def test_stop_during_a_scan_before_a_cell_stops_run_all_and_says_cancelled(kerne
     ids = [kc.execute(code) for code in cells]
     _wait_for(kc, lambda m: m["msg_type"] == "stream" and "scanning" in m["content"]["text"]
               and m["parent_header"].get("msg_id") == ids[4])
-    messages: list[dict] = []
-    end = time.monotonic() + 60  # the stop button, pressed again until it takes (no fixed sleep)
-    while not any(m["msg_type"] == "error" and m["parent_header"].get("msg_id") == ids[4] for m in messages):
-        assert time.monotonic() < end, "the interrupt never reached the scan"
-        kc.km.interrupt_kernel()
-        try:
-            messages += _wait_for(kc, lambda m: m["msg_type"] == "error"
-                                  and m["parent_header"].get("msg_id") == ids[4], timeout=5)
-        except AssertionError:
-            continue
+    messages = _interrupt_until_error(kc, ids[4])
     replies = [_reply(kc, i)["content"]["status"] for i in ids]
     assert replies[:4] == ["ok"] * 4 and replies[4] == "error"
     assert set(replies[5:]) == {"aborted"}, replies  # later cells did not run
