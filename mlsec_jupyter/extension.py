@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .artifacts import Artifact, DPTraining, ModelFile
 from .findings import CheckStatus, RiskCard
@@ -119,6 +119,27 @@ class CardDisplay:
                 update_display(bundle, raw=True, display_id=card_id)
 
 
+class _PerThread:
+    """An attribute of :class:`Extension` with one value per thread (``default()`` until a thread sets it)."""
+
+    def __init__(self, default: Callable[[], Any]) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, ext: Any, owner: type | None = None) -> Any:
+        if ext is None:
+            return self
+        state = ext._threads
+        if not hasattr(state, self.name):
+            setattr(state, self.name, self.default())
+        return getattr(state, self.name)
+
+    def __set__(self, ext: Any, value: Any) -> None:
+        setattr(ext._threads, self.name, value)
+
+
 class Extension:
     """Everything ``%load_ext mlsec_jupyter`` adds to a shell, and how to take it away again."""
 
@@ -127,22 +148,26 @@ class Extension:
         self.session = Session(audit_dir=_audit_dir())
         self.display = CardDisplay(shell)
         self.magics: Any = None
-        self.force_next = False
-        self._pending: _Pending | None = None
-        self._depth = 0
-        self._interrupted = False
         self._registered: list[tuple[str, Any]] = []
         self._warmup: threading.Thread | None = None
-        self._preflight: tuple[str, Preflight] | None = None  # the last cell source checked before running
-        self._preflight_card: Preflight | None = None  # findings to show when that cell starts
-        self.blocked_reason = ""
-        self.blocked_by_interrupt = False  # the cell was stopped by an interrupt of its pre-run checks
+        self._threads = threading.local()  # the state of the cell each thread runs (see _PerThread)
         self.panels: list[Any] = []  # %mlsec panel widgets of this session (closed on unload)
-        self._dp_hint = False  # the running cell mentions Opacus: scan for its engines afterwards
-        self._cell_id: str | None = None  # of the running cell, for cards that no source intent announced
         self._run_serial = 0  # counts cell runs: cards of one run belong together (history.RunKey)
-        self._raw_cell = ""  # the running cell's source (its key when the front end sends no cell id)
-        self._scanned: set[str] = set()  # model files the running cell's pre-run check already scanned
+
+    # The running cell's state, one per thread: a kernel subshell (ipykernel 7) runs its cells in its own
+    # thread, at the same time as the main shell's cell (R7).
+    force_next = _PerThread(lambda: False)  # %%mlsec: watch the next cell although auto is off
+    _pending = _PerThread(lambda: None)  # what the running cell is expected to make (_Pending)
+    _depth = _PerThread(lambda: 0)  # nesting of run_cell calls
+    _interrupted = _PerThread(lambda: False)
+    _preflight = _PerThread(lambda: None)  # (source, Preflight): the last cell source checked before running
+    _preflight_card = _PerThread(lambda: None)  # findings to show when that cell starts
+    blocked_reason = _PerThread(str)
+    blocked_by_interrupt = _PerThread(lambda: False)  # the cell was stopped by an interrupt of its pre-run checks
+    _dp_hint = _PerThread(lambda: False)  # the running cell mentions Opacus: scan for its engines afterwards
+    _cell_id = _PerThread(lambda: None)  # of the running cell, for cards that no source intent announced
+    _raw_cell = _PerThread(str)  # the running cell's source (its key when the front end sends no cell id)
+    _scanned = _PerThread(set)  # model files the running cell's pre-run check already scanned
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:

@@ -170,7 +170,7 @@ class MainThreadGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cells = 0
-        self._running = False
+        self._running = 0  # cells running now
         self._active = 0
         self._snapshot: tuple[Any, ...] | None = None
         self._snapshot_cells = -1
@@ -179,11 +179,11 @@ class MainThreadGate:
     def cell_started(self) -> None:
         with self._lock:
             self._cells += 1
-            self._running = True
+            self._running += 1  # a count: a kernel subshell runs cells beside the main shell's (R7)
 
     def cell_finished(self) -> None:
         with self._lock:
-            self._running = False
+            self._running = max(0, self._running - 1)
 
     def check_started(self) -> None:
         with self._lock:

@@ -202,3 +202,39 @@ def test_interrupting_a_later_cell_cancels_running_checks_and_says_so(kernel):
     assert runs["test.slow"] == "cancelled" and runs["data.integrity"] == "done"
     errors = [m for m in msgs if m["msg_type"] == "error"]
     assert [e["content"]["ename"] for e in errors] == ["KeyboardInterrupt"]  # the user's cell, as usual
+
+
+def _execute_in(kc, code: str, subshell_id: str) -> str:
+    """An execute request to a kernel subshell (JEP 91), as JupyterLab sends for a console beside a notebook."""
+    msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
+                                             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    msg["header"]["subshell_id"] = subshell_id
+    kc.shell_channel.send(msg)
+    return msg["header"]["msg_id"]
+
+
+def test_a_cell_in_a_subshell_gets_its_card_while_the_main_shell_runs_a_cell(kernel):
+    """R7: the subshell's cell runs our hooks in its own thread, at the same time as the main shell's
+    cell; each cell gets its own card, and neither breaks the other."""
+    kc = kernel
+    if "kernel subshells" not in kc.kernel_info(reply=True)["content"].get("supported_features", []):
+        pytest.skip("this ipykernel has no subshells")
+    request = kc.session.msg("create_subshell_request", {})
+    kc.control_channel.send(request)
+    reply = kc.control_channel.get_msg(timeout=30)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    _execute(kc, "%load_ext mlsec_jupyter\nimport time\nfrom sklearn.datasets import load_iris")
+
+    main = kc.execute("X, y = load_iris(return_X_y=True)\ntime.sleep(4)")
+    messages = _wait_for(kc, lambda m: m["msg_type"] == "execute_input" and m["parent_header"].get("msg_id") == main)
+    sub = _execute_in(kc, "X2, y2 = load_iris(return_X_y=True)", reply["content"]["subshell_id"])
+    messages += _wait_for(kc, lambda m: (_card(m) or {}).get("status") == "done"
+                          and m["parent_header"].get("msg_id") == sub)
+    assert _card(messages[-1])["subject"] == "X2, y2"
+    assert not [m for m in messages if m["parent_header"].get("msg_id") == main and _card(m)], \
+        "the subshell's card came before the main cell ended (it ran beside it)"
+    messages += _wait_for(kc, lambda m: (_card(m) or {}).get("status") == "done"
+                          and m["parent_header"].get("msg_id") == main)
+    assert _card(messages[-1])["subject"] == "X, y"  # the main cell has ended (its card comes after it)
+    assert not [m for m in messages if m["msg_type"] in ("error", "stream")
+                and m["parent_header"].get("msg_id") in (main, sub)], "no error or stray output in either cell"
