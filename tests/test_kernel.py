@@ -7,6 +7,7 @@ made the data has long finished, and another cell is running, when the updates a
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -238,3 +239,30 @@ def test_a_cell_in_a_subshell_gets_its_card_while_the_main_shell_runs_a_cell(ker
     assert _card(messages[-1])["subject"] == "X, y"  # the main cell has ended (its card comes after it)
     assert not [m for m in messages if m["msg_type"] in ("error", "stream")
                 and m["parent_header"].get("msg_id") in (main, sub)], "no error or stray output in either cell"
+
+
+GIGABYTE_CELLS = """
+import gc, weakref, numpy as np, psutil
+rows, cols = 1_000_000, 128  # 1.02 GB of float64
+out = np.lib.format.open_memmap("big.npy", mode="w+", dtype=np.float64, shape=(rows, cols))
+for start in range(0, rows, 100_000):
+    out[start:start + 100_000] = np.random.default_rng(start).standard_normal((100_000, cols))
+out.flush(); del out
+"""
+
+
+def test_a_checked_gigabyte_array_is_freed_after_del(kernel):
+    """R8: after its card, ``del`` of a 1 GB array frees it: no reference is kept by us (caches, cards,
+    closures, tracebacks), and the kernel's resident memory drops by about its size."""
+    kc = kernel
+    _execute(kc, "%load_ext mlsec_jupyter\n%mlsec config time_budget=10\n" + GIGABYTE_CELLS)
+    _execute(kc, "X = np.load('big.npy')\ny = (X[:, 0] > 0).astype(int)")
+    probe = kc.execute("%mlsec wait\nref = weakref.ref(X)\nrss = psutil.Process().memory_info().rss\n"
+                       "del X, y; gc.collect()\n"
+                       "print(ref() is None, round((rss - psutil.Process().memory_info().rss) / 2**20))")
+    line = re.compile(r"^(True|False) (-?\d+)$", re.M)
+    out = _wait_for(kc, lambda m: m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == probe
+                    and line.search(m["content"]["text"]) is not None, timeout=180)
+    freed, dropped_mb = line.search(out[-1]["content"]["text"]).groups()
+    assert freed == "True", "something still holds the array"
+    assert int(dropped_mb) >= 900, f"resident memory dropped by only {dropped_mb} MB"
