@@ -50,6 +50,7 @@ def _frames():
 @pytest.mark.parametrize("spec", DATA_CHECKS, ids=lambda s: s.id)
 @pytest.mark.parametrize("kind", ["numpy", "pandas", "torch", "read-only"])
 def test_data_check_keeps_user_objects_and_rngs_unchanged(spec, kind):
+    """R9, R11: the data (content, flags, dtype, strides, index) and the global RNGs are unchanged."""
     X, y = _frames()[kind]
     if kind == "read-only":
         X.flags.writeable = False

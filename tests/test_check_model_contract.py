@@ -70,6 +70,8 @@ def test_every_model_check_is_covered_by_this_contract():
 @pytest.mark.parametrize("kind", ["pipeline", "forest", "torch"])
 @pytest.mark.parametrize("spec", MODEL_CHECKS, ids=lambda s: s.id)
 def test_model_check_keeps_everything_unchanged_and_reports_its_metrics(spec, kind, data, models):
+    """R9, R10: the model (modes, grads, buffers, state_dict, hooks), its data and the global RNGs are
+    unchanged, and the check reports its metrics."""
     Xtr, Xte, ytr, yte = data
     model = models[kind]
     inputs = {"model": model, "X": Xtr, "y": ytr, "X_test": Xte, "y_test": yte,

@@ -25,6 +25,7 @@ def _ours(ip, event: str) -> int:
 # -- load / unload / reload (R4, R5) -----------------------------------------------------------------
 
 def test_load_twice_and_reload_three_times_keep_one_callback_per_event(shell):
+    """R4: two loads and three reloads leave one callback per event."""
     shell.run_line_magic("load_ext", "mlsec_jupyter")
     shell.run_line_magic("load_ext", "mlsec_jupyter")
     for _ in range(3):
@@ -50,6 +51,7 @@ def test_unload_removes_callbacks_magics_threads_and_warning_hook(shell):
 
 
 def test_failed_load_leaves_nothing_and_retry_works(shell, monkeypatch):
+    """R4: a load failing after its first registration leaves nothing behind, and a retry works."""
     import mlsec_jupyter.magics as magics
 
     real = magics.MlsecMagics
@@ -67,6 +69,7 @@ def test_failed_load_leaves_nothing_and_retry_works(shell, monkeypatch):
 
 
 def test_reset_keeps_exactly_one_working_callback(ip):
+    """R4: ``%reset -f`` keeps exactly one working callback."""
     ip.run_line_magic("reset", "-f")
     assert _ours(ip, "pre_run_cell") == 1
     _, outputs, _, _ = run(ip, LOAD_CELL)

@@ -118,6 +118,7 @@ def test_persists_across_instances(ledger: Ledger):
 
 
 def test_file_and_directory_modes(ledger: Ledger):
+    """S5: files 0600, folders 0700, whatever the umask; no temp file left."""
     old = os.umask(0o022)
     try:
         ledger.record(KEY, run_id="a", history=[(1.1, 0.01, 100)])
@@ -166,6 +167,7 @@ def test_other_validation(ledger: Ledger):
 
 
 def test_refuses_symlinked_file(ledger: Ledger, tmp_path: Path):
+    """S5: a symlink in place of the ledger file is refused, never followed; its target is untouched."""
     ledger.record(KEY, run_id="a", history=[(1.1, 0.01, 100)])
     target = tmp_path / "elsewhere.json"
     target.write_text("precious")
@@ -227,6 +229,7 @@ def test_refuses_symlinked_directory(tmp_path: Path, which: str):
      b'[{"run_id": "a", "history": [[1.0, 0.1, 1.5]]}]}', "steps"),
 ])
 def test_corrupt_file_raises_and_is_left_alone(ledger: Ledger, content: bytes, what: str):
+    """S5: a ledger that is not its JSON (or not JSON) raises for every call and is left as it is."""
     ledger.record(KEY, run_id="a", history=[(1.1, 0.01, 100)])
     content = content.replace(b'"K"', json.dumps(KEY).encode())
     ledger.path(KEY).write_bytes(content)
