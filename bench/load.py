@@ -83,6 +83,41 @@ def notebook_cells(n_cells: int) -> list[tuple[str, str]]:
     return cells
 
 
+#: Run in the kernel right after ``%load_ext``: wraps the extension's input transformer and its two cell hooks
+#: with timers, so each cell's time on the main thread in our code is known apart from the time the cell
+#: loses to checks running in the background (CPU and GIL contention).
+TIME_HOOKS = textwrap.dedent("""
+    import time as _t
+    from mlsec_jupyter import extension as _e
+    _x, _ip = _e.current(), get_ipython()
+    _hook_seconds, _spent, _busy = [], [0.0], [False]
+
+    def _timed(func, last=False):
+        def timed(*args, **kwargs):
+            _busy[0] = _busy[0] or _x.session.runner.busy > 0  # checks queued or running beside the cell
+            start = _t.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _spent[0] += _t.perf_counter() - start
+                if last:
+                    _hook_seconds.append((_spent[0], _busy[0]))
+                    _spent[0], _busy[0] = 0.0, False
+        return timed
+
+    _ip.input_transformers_post[_ip.input_transformers_post.index(_x.gate)] = _timed(_x.gate)
+    for _event, _func in (("pre_run_cell", _x.pre_run_cell), ("post_run_cell", _x.post_run_cell)):
+        _ip.events.unregister(_event, _func)
+        _ip.events.register(_event, _timed(_func, last=_event == "post_run_cell"))
+""")
+
+
+def hook_seconds(kernel: Kernel) -> list[list]:
+    """``[seconds, checks were running]`` for each cell since :data:`TIME_HOOKS` ran: its time in our hooks."""
+    out = kernel.execute("import json as _j\nprint(_j.dumps(_hook_seconds))")["stdout"]
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def run_notebook(kernel: Kernel, cells: list[tuple[str, str]]) -> dict[str, Any]:
     """Run the cells in order; kernel-side seconds per cell, error messages and callback errors."""
     durations, errors, callback_errors = [], 0, 0
@@ -264,8 +299,10 @@ def measure(n_cells: int, big_rows: int, trials: int, cancels: int) -> str:
         try:
             if mode == "mlsec":
                 kernel.execute("%load_ext mlsec_jupyter")
+                kernel.execute(TIME_HOOKS)
             runs[mode] = run_notebook(kernel, cells)
             if mode == "mlsec":
+                runs[mode]["hooks"] = hook_seconds(kernel)[:len(cells)]
                 state = session_state(kernel)
         finally:
             kernel.close()
@@ -294,10 +331,17 @@ def render(cells, runs, state, growth, latencies, kill, big_rows) -> str:
         plain = quantiles_ms([runs["plain"]["durations"][i] for i in idx])
         ours = quantiles_ms([runs["mlsec"]["durations"][i] for i in idx])
         added = quantiles_ms([runs["mlsec"]["durations"][i] - runs["plain"]["durations"][i] for i in idx])
+        hooks = quantiles_ms([runs["mlsec"]["hooks"][i][0] for i in idx])
         rows.append({"cells": label, "n": len(idx), "p50 without (ms)": plain[0], "p50 with (ms)": ours[0],
                      "p99 without (ms)": plain[1], "p99 with (ms)": ours[1],
-                     "added p50 (ms)": added[0], "added p99 (ms)": added[1]})
+                     "added p50 (ms)": added[0], "added p99 (ms)": added[1],
+                     "in our hooks p50 (ms)": hooks[0], "in our hooks p99 (ms)": hooks[1]})
     done = [x for x in latencies if x is not None]
+    plain_cells = [i for i, (k, _) in enumerate(cells) if k == "plain"]
+    quiet = [runs["mlsec"]["hooks"][i][0] for i in plain_cells if not runs["mlsec"]["hooks"][i][1]]
+    beside = [runs["mlsec"]["hooks"][i][0] for i in plain_cells if runs["mlsec"]["hooks"][i][1]]
+    split = " and ".join(f"{len(v)} cells {what}: p50 {quantiles_ms(v)[0]:.3f} ms, p99 {quantiles_ms(v)[1]:.3f} ms"
+                         for what, v in (("with no check running", quiet), ("while checks ran", beside)) if v)
     lines = [
         "## Load and faults (L1–L9)",
         "",
@@ -310,6 +354,10 @@ def render(cells, runs, state, growth, latencies, kill, big_rows) -> str:
         "",
         f"- Targets: L1 p50 ≤ {TARGETS['L1 p50 ms']:g} ms and p99 ≤ {TARGETS['L1 p99 ms']:g} ms added; "
         f"L2 p99 ≤ {TARGETS['L2 p99 ms']:g} ms added.",
+        "- \"Added\" is the cell's kernel-side time with the extension minus without it: our hooks on the main "
+        "thread plus what the cell loses to checks running beside it (CPU and GIL). \"In our hooks\" is the "
+        "main thread's time in the extension's input transformer and cell hooks alone, timed inside the kernel.",
+        f"- L1 time in our hooks, {split}: the same code waits for the GIL while a check holds it.",
         f"- L7: error messages in the run with the extension: {runs['mlsec']['errors']} (without: "
         f"{runs['plain']['errors']}); \"Error in callback\": {runs['mlsec']['callback_errors']}.",
         f"- L4: after the run the session holds {state.get('cards')} cards and {state.get('cache')} cache "
