@@ -126,6 +126,20 @@ def _b15(_):
     return _data(X, y)
 
 
+def _b15_text(_):
+    X = np.random.default_rng(0).normal(size=(300_000, 3))
+    y = np.full(300_000, "negative")
+    y[123_456] = "positive"
+    return _data(X, y)
+
+
+def _b15_category(_):
+    import pandas as pd
+
+    y = _b15_text(_)["y"]
+    return _data(np.random.default_rng(0).normal(size=(300_000, 3)), pd.Series(y, dtype="category"))
+
+
 # -- B16 + B17: a big read-only memmap loaded by a real np.load cell --------------------------------
 def _b16(tmp_path):
     path = tmp_path / "big.npy"
@@ -463,6 +477,12 @@ def _scan_file(objs):
 ROWS = [
     Row("B15-one-positive", _b15, "X, y = make_bad()", lambda o: mj.scan_data(o["X"], o["y"], sample_size=10_000),
         "Minority class '1' has 1 row", config="config sample_size=10000"),
+    Row("B15-one-positive-text", _b15_text, "X, y = make_bad()",
+        lambda o: mj.scan_data(o["X"], o["y"], sample_size=10_000), "Minority class 'positive' has 1 row",
+        config="config sample_size=10000"),
+    Row("B15-one-positive-category", _b15_category, "X, y = make_bad()",
+        lambda o: mj.scan_data(o["X"], o["y"], sample_size=10_000), "Minority class 'positive' has 1 row",
+        config="config sample_size=10000"),
     Row("B16-B17-big-memmap", _b16, "X = np.load(path, mmap_mode='r')", _b16_api, "sampled",
         watch=("X",), config="config time_budget=30"),
     Row("B19-ambiguous-layout", _b19, "X, y = make_bad()", lambda o: mj.scan_data(o["X"], o["y"]),

@@ -338,6 +338,34 @@ def full_label_codes(y: Any, n_rows: int) -> np.ndarray | None:
     return codes
 
 
+def _class_codes_any_order(y: Any, n_rows: int) -> np.ndarray | None:
+    """Class codes of every label, in no particular order, for finding rare classes: numeric labels as in
+    :func:`full_label_codes`; a pandas categorical by its category codes; text or object labels (a 1-D
+    numpy array or pandas Series) by one hashing pass (``pandas.factorize``; missing labels get -1).
+    ``None`` for anything else, or values that cannot be hashed."""
+    codes = full_label_codes(y, n_rows)
+    if codes is not None:
+        return codes
+    tp = type(y)
+    try:
+        if _module_of(tp).startswith("pandas") and tp.__name__ == "Series":
+            if str(y.dtype) == "category":
+                codes = y.cat.codes.to_numpy()
+            elif y.dtype.kind in "OUS" or str(y.dtype).startswith("string"):
+                codes = _factorized(y.to_numpy())
+        elif isinstance(y, np.ndarray) and y.dtype.kind in "OUS" and y.ndim == 1:
+            codes = _factorized(y)
+    except Exception:
+        return None
+    return None if codes is None or codes.shape != (n_rows,) else codes.astype(np.int64, copy=False)
+
+
+def _factorized(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return pd.factorize(values, use_na_sentinel=True)[0]
+
+
 def _keep_rare_classes(idx: np.ndarray, n_rows: int, budget: Budget) -> np.ndarray:
     """``idx`` with rows of the classes it holds fewer than :data:`MIN_CLASS_ROWS` of swapped in (all rows
     of a smaller class), so a 1-in-10M positive does not vanish from a sample (reliability B15).
@@ -345,7 +373,7 @@ def _keep_rare_classes(idx: np.ndarray, n_rows: int, budget: Budget) -> np.ndarr
     The sample keeps its size (the rows swapped out are random rows of the well-represented classes; at
     most a tenth of the sample changes), so the memory budget holds. Skipped for labels with more than
     :data:`MAX_RARE_CLASSES` distinct values (IDs or a continuous target, not classes)."""
-    codes = full_label_codes(_STRATA.get(), n_rows)
+    codes = _class_codes_any_order(_STRATA.get(), n_rows)
     if codes is None:
         return idx
     total = np.bincount(codes[codes >= 0])
