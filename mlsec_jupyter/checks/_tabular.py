@@ -1388,11 +1388,17 @@ def _numeric_labels(a: np.ndarray, style: str) -> Labels:
     """Numeric labels; ``style`` (bool / int / float) decides how class names are written."""
     with np.errstate(all="ignore"):
         values = a.astype(np.float64)
-    valid = np.isfinite(values)
-    codes = np.full(len(values), -1, dtype=np.int64)
-    uniq, inv = np.unique(values[valid], return_inverse=True)
-    codes[valid] = inv.reshape(-1)
-    non_integer = bool(np.any(uniq != np.round(uniq)))
+    if a.dtype.kind in "biu":  # classes of the integers themselves: ids above 2**53 would merge as floats (Q4)
+        valid = np.ones(len(a), dtype=bool)
+        uniq, inv = np.unique(a, return_inverse=True)
+        codes = inv.reshape(-1).astype(np.int64)
+        non_integer = False
+    else:
+        valid = np.isfinite(values)
+        codes = np.full(len(values), -1, dtype=np.int64)
+        uniq, inv = np.unique(values[valid], return_inverse=True)
+        codes[valid] = inv.reshape(-1)
+        non_integer = bool(np.any(uniq != np.round(uniq)))
     ttype = _target_type(len(uniq), int(valid.sum()), numeric=True, non_integer=non_integer)
     if ttype == "continuous":
         classes: list[str] = []

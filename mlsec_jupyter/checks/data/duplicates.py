@@ -119,12 +119,17 @@ def row_hashes(bits: np.ndarray, block: int = 16_384) -> np.ndarray:
     return out
 
 
-def content_hashes(values: np.ndarray, block: int = 16_384) -> np.ndarray:
+def content_hashes(values: np.ndarray, block: int = 16_384, as_dtype: Any = None) -> np.ndarray:
     """:func:`row_hashes` of :func:`canonical_bits` of a float array, one block of rows at a time, so the
-    extra memory is a block, not a canonical copy of all of ``values``."""
+    extra memory is a block, not a canonical copy of all of ``values``. ``as_dtype``: hash the values
+    rounded to this dtype (rows equal after rounding share a hash)."""
     out = np.empty(len(values), dtype=np.uint64)
     for start in range(0, len(values), block):
-        out[start:start + block] = row_hashes(canonical_bits(values[start:start + block]), block)
+        part = values[start:start + block]
+        if as_dtype is not None:
+            with np.errstate(over="ignore"):  # beyond the dtype's range: ±inf, as a cast does
+                part = part.astype(as_dtype)
+        out[start:start + block] = row_hashes(canonical_bits(part), block)
     return out
 
 

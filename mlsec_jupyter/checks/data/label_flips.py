@@ -359,7 +359,7 @@ def label_flips(*, X: Any, y: Any = None, feature_names: Any = None, budget: Bud
     if unreadable is not None:  # unreadable cells are NaN and get the median like missing ones
         budget.note(f"{plural(int(unreadable.sum()), 'row')} holding unreadable values scored on the rest")
     raw = readable if len(valid) == len(readable) else readable[valid]
-    keys = content_hashes(raw)
+    keys = content_hashes(raw, as_dtype=np.float32)  # folds by content, the same for a float32 copy (Q4)
     Z = scaled_features(raw)
     if Z.shape[1] == 0:
         return [_skipped("Label flips not checked",
