@@ -357,7 +357,8 @@ def render(cells, runs, state, growth, latencies, kill, big_rows) -> str:
         "- \"Added\" is the cell's kernel-side time with the extension minus without it: our hooks on the main "
         "thread plus what the cell loses to checks running beside it (CPU and GIL). \"In our hooks\" is the "
         "main thread's time in the extension's input transformer and cell hooks alone, timed inside the kernel.",
-        f"- L1 time in our hooks, {split}: the same code waits for the GIL while a check holds it.",
+        f"- L1 time in our hooks, {split}. The rest of the added time is the cell's own code running beside "
+        "the checks (the CPU and the GIL are shared), which the hook timing leaves out.",
         f"- L7: error messages in the run with the extension: {runs['mlsec']['errors']} (without: "
         f"{runs['plain']['errors']}); \"Error in callback\": {runs['mlsec']['callback_errors']}.",
         f"- L4: after the run the session holds {state.get('cards')} cards and {state.get('cache')} cache "
