@@ -68,7 +68,11 @@ def release_free_memory() -> None:
     """Give memory the checks freed back to the system (glibc ``malloc_trim``, all arenas): the worker
     threads' malloc arenas otherwise keep the pages of the copies and samples they made, and the kernel's
     resident memory stays up after the user deletes the data (L3). A no-op where there is no glibc."""
-    global _malloc_trim
+    global _malloc_trim, _last_trim
+    now = time.monotonic()
+    if now - _last_trim < TRIM_INTERVAL:  # it takes every arena's lock in turn: not after every small burst
+        return
+    _last_trim = now
     if _malloc_trim is None:
         try:
             import ctypes
@@ -81,13 +85,16 @@ def release_free_memory() -> None:
 
 
 _malloc_trim: Any = None
+_last_trim = -float("inf")
+#: Seconds between two :func:`release_free_memory` calls at least.
+TRIM_INTERVAL = 10.0
 
 
 def exception_text(exc: BaseException) -> str:
     """``"ValueError: bad shape"``, cut to :data:`_MAX_MESSAGE`; an exception whose ``str`` raises is named only."""
     try:
         detail = str(exc)
-    except Exception:
+    except BaseException:  # noqa: BLE001 - a __str__ may raise anything, even SystemExit
         detail = ""
     text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
@@ -189,7 +196,7 @@ class MainThreadGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cells = 0
-        self._running = 0  # cells running now
+        self._running: set[int] = set()  # the threads running a cell now (a subshell runs one beside the main shell)
         self._active = 0
         self._snapshot: tuple[Any, ...] | None = None
         self._snapshot_cells = -1
@@ -198,11 +205,11 @@ class MainThreadGate:
     def cell_started(self) -> None:
         with self._lock:
             self._cells += 1
-            self._running += 1  # a count: a kernel subshell runs cells beside the main shell's (R7)
+            self._running.add(threading.get_ident())  # per thread: a lost "finished" heals at its next cell
 
     def cell_finished(self) -> None:
         with self._lock:
-            self._running = max(0, self._running - 1)
+            self._running.discard(threading.get_ident())
 
     def check_started(self) -> None:
         with self._lock:
@@ -241,7 +248,7 @@ def execute(task: Task, budget: Budget) -> Outcome:
             findings = list(task.spec.func(**task.spec.accepted(task.inputs), budget=budget))
         status, message = CheckStatus.DONE, ""
     except CheckCancelled:
-        findings, status, message = [], CheckStatus.CANCELLED, "cancelled"
+        findings, status, message = [], CheckStatus.CANCELLED, ""
     except CheckTimeout as exc:
         findings, status, message = [], CheckStatus.TIMED_OUT, str(exc)
     except BaseException as exc:  # noqa: BLE001 - a check must never break the session, nor end its worker
@@ -261,12 +268,19 @@ def with_target(findings: list[Finding], target: str) -> list[Finding]:
 @dataclass(eq=False)
 class _Job:
     card: RiskCard
-    task: Task
+    task: Task | None  # None once the job ended: it no longer holds the user's data
     run: CheckRun
     budget: Budget
     on_update: Callable[[RiskCard], None]
     deadline: float = float("inf")
     abandoned: bool = False
+
+    def release_data(self) -> None:
+        """Drop this job's references to the user's data (the task, and the progress callback that refers back
+        to the job) before anyone learns that it ended: a ``%mlsec wait`` followed by ``del X`` frees ``X`` at
+        once, not when this worker's frame or the garbage collector lets go of the job (R8)."""
+        self.task = None
+        self.budget.on_progress = None
 
 
 def _priority(spec: Any) -> int:
@@ -391,7 +405,7 @@ class Runner:
         if job is None:
             return False
         if job.budget.cancel_event.is_set():
-            self._finish(job, Outcome(CheckStatus.CANCELLED, message="cancelled"))
+            self._finish(job, Outcome(CheckStatus.CANCELLED))
             return True
         with self._changed:
             job.deadline = time.monotonic() + job.budget.seconds + TIMEOUT_GRACE
@@ -438,7 +452,7 @@ class Runner:
             return None
 
     def _finish(self, job: _Job, outcome: Outcome) -> None:
-        job.card.add(with_target(outcome.findings, job.task.target))
+        job.card.add(with_target(outcome.findings, job.task.target if job.task is not None else ""))
         job.card.finish_run(job.run, outcome.status, message=outcome.message,
                             seconds=outcome.seconds, sampled=outcome.sampled)
         with self._lock:
@@ -448,6 +462,7 @@ class Runner:
         except Exception:
             pass  # a display hiccup must not kill the worker
         finally:
+            job.release_data()
             with self._changed:
                 self._jobs.discard(job)
                 idle = not self._jobs

@@ -95,26 +95,32 @@ if os.environ.get("MLSEC_TEST_SOCKET_LOG"):
 def executed_notebook_path(tmp_path_factory):
     """``executed_notebook_path("01-quickstart.ipynb")``: the example notebook run once per test session by
     nbclient in a real kernel (in its own temp folder) and saved there with its outputs; later calls reuse it.
-    The kernel logs its network events to ``network.jsonl`` beside the saved notebook (S3)."""
+    The kernel logs its network events to ``<notebook stem>-network.jsonl`` in a folder of its own (S3), so the
+    notebook's folder holds only what the notebook itself wrote."""
     import nbformat
     from nbclient import NotebookClient
 
     done: dict[str, Path] = {}
     ipython_dir = tmp_path_factory.mktemp("ipython")
+    network_logs = tmp_path_factory.mktemp("network")
     (ipython_dir / "profile_default" / "startup").mkdir(parents=True)
     (ipython_dir / "profile_default" / "startup" / "00-socket-guard.py").write_text(SOCKET_GUARD)
+
+    def network_log(name: str) -> Path:
+        return network_logs / f"{Path(name).stem}-network.jsonl"
 
     def execute(name: str) -> Path:
         if name not in done:
             folder = tmp_path_factory.mktemp(Path(name).stem)
             nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-            env = {**os.environ, "IPYTHONDIR": str(ipython_dir), "MLSEC_TEST_SOCKET_LOG": str(folder / "network.jsonl")}
+            env = {**os.environ, "IPYTHONDIR": str(ipython_dir), "MLSEC_TEST_SOCKET_LOG": str(network_log(name))}
             NotebookClient(nb, timeout=180, kernel_name="python3",
                            resources={"metadata": {"path": str(folder)}}).execute(env=env)
             nbformat.write(nb, folder / name)
             done[name] = folder / name
         return done[name]
 
+    execute.network_log = network_log
     return execute
 
 

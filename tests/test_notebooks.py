@@ -71,8 +71,10 @@ LOOPBACK = ("'127.0.0.1'", "'::1'", "'localhost'")
 def test_example_notebooks_make_no_network_connection(name, executed_notebook_path):
     """S3: the kernel that ran the notebook recorded every network audit event (socket connect/send, name
     lookups, urllib, http.client): none leaves the machine. Only notebook 06 talks to its own local Dask
-    cluster, on the loopback address, because the user started one."""
-    log = executed_notebook_path(name).parent / "network.jsonl"
+    cluster, on the loopback address, because the user started one. The guard sees the kernel process
+    only, not the processes it starts (joblib/loky or Dask workers)."""
+    executed_notebook_path(name)
+    log = executed_notebook_path.network_log(name)
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert events and events[0]["event"] == "guard installed", "the socket guard did not run in the kernel"
     network = events[1:]

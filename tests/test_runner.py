@@ -290,3 +290,30 @@ def test_a_long_check_shows_its_progress_on_the_running_card(checks):
     assert "t.long (50%: half way &lt;b&gt;)" in page
     final = seen[-1][0]
     assert final["status"] == "done" and final["checks"][0]["progress"] == 1.0 and final["checks"][0]["message"] == ""
+
+
+def test_once_wait_returns_the_runner_holds_no_checked_data(checks):
+    """R8: ``wait()`` returns only after the finished jobs dropped the user's data, so ``del X`` right after
+    ``%mlsec wait`` frees it (the worker used to hold its last job, and the progress callback's cycle, for a
+    moment after waking the waiter)."""
+    import gc
+    import weakref
+
+    def progress(*, X, budget):
+        budget.progress(0.5, "half")
+        return []
+
+    spec = checks("t.progress", progress)
+    runner = Runner(workers=2, seconds=5)
+    try:
+        held = 0
+        for _ in range(200):
+            data = np.ones((50, 2))
+            ref = weakref.ref(data)
+            _run(runner, RiskCard("x"), [spec], {"X": data})
+            del data
+            held += ref() is not None
+        gc.collect()
+        assert held == 0, f"the runner still held the data after wait() in {held} of 200 runs"
+    finally:
+        runner.shutdown()

@@ -83,10 +83,11 @@ class Budget:
         """Report how far a long check is (0–1) and what it is doing; a no-op outside the runner.
         Also a :meth:`checkpoint`."""
         self.checkpoint()
-        if self.on_progress is not None:
+        report = self.on_progress  # the runner clears it when the check has ended
+        if report is not None:
             try:
                 share = float(fraction)
-                self.on_progress(min(max(share, 0.0), 1.0) if math.isfinite(share) else 0.0, text)
+                report(min(max(share, 0.0), 1.0) if math.isfinite(share) else 0.0, text)
             except Exception:  # a display hiccup must not fail the check
                 pass
 
