@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import logging
 import os
 import threading
@@ -86,7 +87,7 @@ class CardDisplay:
                 self._update_under(parent, bundle, card.card_id)
                 if done:
                     self._finished.append((card.card_id, bundle))
-                current = getattr(pub, "parent_header", None) or {}  # the latest cell's, in this thread
+                current = getattr(pub, "parent_header", None) or {}  # the running cell's (ipykernel 6: of any thread)
                 if current.get("msg_id") == parent.get("msg_id"):
                     return
             update_display(bundle, raw=True, display_id=card.card_id)
@@ -152,7 +153,7 @@ class Extension:
         self._warmup: threading.Thread | None = None
         self._threads = threading.local()  # the state of the cell each thread runs (see _PerThread)
         self.panels: list[Any] = []  # %mlsec panel widgets of this session (closed on unload)
-        self._run_serial = 0  # counts cell runs: cards of one run belong together (history.RunKey)
+        self._runs = itertools.count(1)  # numbers cell runs: cards of one run belong together (history.RunKey)
 
     # The running cell's state, one per thread: a kernel subshell (ipykernel 7) runs its cells in its own
     # thread, at the same time as the main shell's cell (R7).
@@ -168,6 +169,7 @@ class Extension:
     _cell_id = _PerThread(lambda: None)  # of the running cell, for cards that no source intent announced
     _raw_cell = _PerThread(str)  # the running cell's source (its key when the front end sends no cell id)
     _scanned = _PerThread(set)  # model files the running cell's pre-run check already scanned
+    _run_serial = _PerThread(lambda: 0)  # the number of the cell run this thread is in
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:
@@ -235,6 +237,7 @@ class Extension:
         except KeyboardInterrupt:  # between the pre-run checks: nothing to show, the cell must still stop
             checked = Preflight(block=interrupted_before_run("checks"), interrupted="")
             self._preflight = (source, checked)  # pre_run_cell transforms the same source again
+            self._interrupted = True  # in case this was pre_run_cell's transform: the cell then ends interrupted
         except Exception:
             log.debug("mlsec pre-run check failed", exc_info=True)
             return lines
@@ -275,7 +278,7 @@ class Extension:
             if self._depth == 1:
                 self.session.runner.gate.cell_started()  # workers may not rewind RNG states from now on
                 self._cell_id = getattr(info, "cell_id", None)
-                self._run_serial += 1
+                self._run_serial = next(self._runs)  # one counter for all threads (itertools.count is atomic)
                 self._raw_cell = getattr(info, "raw_cell", "") or ""
                 if isinstance(self._cell_id, str) and self._cell_id:  # its earlier cards leave the report now
                     self.session.history.start(self._cell_id, self._run_serial)
@@ -307,8 +310,10 @@ class Extension:
         self.session.runner.gate.cell_finished()
         pending, self._pending = self._pending, None
         self._preflight = self._preflight_card = None
+        self.blocked_reason, self.blocked_by_interrupt = "", False
+        scanned, self._scanned = self._scanned, set()
         try:
-            self._after_cell(pending, result)
+            self._after_cell(pending, result, scanned)
         except KeyboardInterrupt:
             self._interrupted = True
         except Exception:
@@ -317,7 +322,7 @@ class Extension:
             self._interrupted = False
             self._keep_interrupt(result)
 
-    def _after_cell(self, pending: _Pending | None, result: Any) -> None:
+    def _after_cell(self, pending: _Pending | None, result: Any, scanned: set[str]) -> None:
         error = getattr(result, "error_in_exec", None)
         if isinstance(error, KeyboardInterrupt):
             self.session.runner.cancel_all()  # the user interrupted: stop our work too
@@ -331,7 +336,7 @@ class Extension:
         if pending is not None:
             changed = pending.snapshot.changed(ns, also=pending.intent.touched)
             artifacts = self.session.assembler.build(pending.intent, changed, ns, force=pending.force)
-            scanned, self._scanned = self._scanned, set()  # already on the card shown before the cell ran
+            # model files scanned before the cell ran are already on the card shown then
             artifacts = [a for a in artifacts if not (isinstance(a, ModelFile) and _absolute(a.path) in scanned)]
         artifacts += self._dp_progress(ns, artifacts)
         if artifacts:

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import re
 import shlex
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -354,8 +353,7 @@ class MlsecMagics(Magics):
         interrupted = self.extension.blocked_by_interrupt
         self.extension.blocked_reason, self.extension.blocked_by_interrupt = "", False
         if interrupted:  # an error reply, as for any interrupted cell, so "Run All" stops here
-            print(reason, file=sys.stderr)
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(reason)
         raise UsageError(reason)
 
     # -- privacy budget -------------------------------------------------------------------------------

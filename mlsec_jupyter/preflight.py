@@ -77,6 +77,8 @@ _CHECK_OF_POLICY = {"file_policy": "supply.pickle", "budget_policy": "privacy.dp
 
 def _guarded(check: Any, what: str, policy: str, intent: CellIntent, ns: Mapping[str, Any], session: Any,
              result: Preflight) -> None:
+    """Run one pre-run check; its failure becomes a finding. On the main thread a ``KeyboardInterrupt`` is
+    taken as the user's stop (even one a check raised itself: the two cannot be told apart)."""
     try:
         check(intent, ns, session, result)
     except KeyboardInterrupt:
@@ -89,8 +91,8 @@ def _guarded(check: Any, what: str, policy: str, intent: CellIntent, ns: Mapping
         problem = exception_text(exc)
         result.findings.append(Finding(
             _CHECK_OF_POLICY[policy], Severity.HIGH,
-            f"The {what} before this cell failed", problem +
-            (f" The cell was not run ({policy}=block)." if blocking else " The cell ran unchecked."),
+            f"The {what} before this cell failed", problem.rstrip(".") +
+            (f". The cell was not run ({policy}=block)." if blocking else ". The cell ran unchecked."),
             metrics=({"verdict": "incomplete", "globals": [], "unsafe_globals": [], "format": ""}
                      if policy == "file_policy" else {"epsilon": None, "delta": None, "budget_epsilon": None}),
             recommendation="Please report this as a bug of mlsec-jupyter; meanwhile "

@@ -75,9 +75,10 @@ def _execute(kc, code: str) -> str:
     return msg_id
 
 
-def _wait_for(kc, predicate, timeout: float = 30.0) -> list[dict]:
-    """Collect IOPub messages until one satisfies ``predicate`` (no fixed sleeps)."""
-    messages, end = [], time.monotonic() + timeout
+def _wait_for(kc, predicate, timeout: float = 30.0, into: list[dict] | None = None) -> list[dict]:
+    """Collect IOPub messages until one satisfies ``predicate`` (no fixed sleeps); ``into`` also keeps
+    what a wait that timed out received."""
+    messages, end = ([] if into is None else into), time.monotonic() + timeout
     while time.monotonic() < end:
         try:
             msg = kc.get_iopub_msg(timeout=0.5)
@@ -97,8 +98,8 @@ def _interrupt_until_error(kc, msg_id: str, timeout: float = 60.0) -> list[dict]
     while True:
         kc.km.interrupt_kernel()
         try:
-            return messages + _wait_for(kc, lambda m: m["msg_type"] == "error"
-                                        and m["parent_header"].get("msg_id") == msg_id, timeout=5)
+            return _wait_for(kc, lambda m: m["msg_type"] == "error" and m["parent_header"].get("msg_id") == msg_id,
+                             timeout=5, into=messages)
         except AssertionError:
             if time.monotonic() > end:
                 raise AssertionError(f"the cell was not interrupted within {timeout} s") from None
@@ -214,7 +215,7 @@ def _execute_in(kc, code: str, subshell_id: str) -> str:
     return msg["header"]["msg_id"]
 
 
-def test_a_cell_in_a_subshell_gets_its_card_while_the_main_shell_runs_a_cell(kernel):
+def test_a_cell_in_a_subshell_gets_its_card_while_the_main_shell_runs_a_cell(kernel, tmp_path):
     """R7: the subshell's cell runs our hooks in its own thread, at the same time as the main shell's
     cell; each cell gets its own card, and neither breaks the other."""
     kc = kernel
@@ -226,7 +227,8 @@ def test_a_cell_in_a_subshell_gets_its_card_while_the_main_shell_runs_a_cell(ker
     assert reply["content"]["status"] == "ok", reply["content"]
     _execute(kc, "%load_ext mlsec_jupyter\nimport time\nfrom sklearn.datasets import load_iris")
 
-    main = kc.execute("X, y = load_iris(return_X_y=True)\ntime.sleep(4)")
+    main = kc.execute("X, y = load_iris(return_X_y=True)\nimport os\n"  # runs until the test says so
+                      "while not os.path.exists('go'):\n    time.sleep(0.05)")
     messages = _wait_for(kc, lambda m: m["msg_type"] == "execute_input" and m["parent_header"].get("msg_id") == main)
     sub = _execute_in(kc, "X2, y2 = load_iris(return_X_y=True)", reply["content"]["subshell_id"])
     messages += _wait_for(kc, lambda m: (_card(m) or {}).get("status") == "done"
@@ -234,6 +236,7 @@ def test_a_cell_in_a_subshell_gets_its_card_while_the_main_shell_runs_a_cell(ker
     assert _card(messages[-1])["subject"] == "X2, y2"
     assert not [m for m in messages if m["parent_header"].get("msg_id") == main and _card(m)], \
         "the subshell's card came before the main cell ended (it ran beside it)"
+    (tmp_path / "go").touch()  # the main cell may end now
     messages += _wait_for(kc, lambda m: (_card(m) or {}).get("status") == "done"
                           and m["parent_header"].get("msg_id") == main)
     assert _card(messages[-1])["subject"] == "X, y"  # the main cell has ended (its card comes after it)

@@ -1,4 +1,4 @@
-"""Property tests Q4, Q5, Q6 and Q8 of the reliability catalogue (shared/notes/reliability.md §3), over the
+"""Property tests Q4, Q5, Q6 and Q8 of the reliability catalogue (notes/reliability.md §3), over the
 registered checks rather than one check at a time.
 
 * Q4 — every registered *data* check, on real data (wine: 3 classes; breast cancer: 2) with planted problems

@@ -65,9 +65,9 @@ def _check_cards(outputs, payload: str, shown: bool) -> None:
         lowered = page.lower()
         assert "<script" not in lowered and "<img" not in lowered and "<svg" not in lowered and "<a " not in lowered
         visible += text_of(root)
-    if shown:  # the payload did reach the card, as text
+    if shown:  # the payload did reach the card, as visible text
         head = re.sub(r"[\u200b\u202e]", "", payload)[:20]
-        assert head in visible or head in json.dumps(cards, ensure_ascii=False)
+        assert head in visible, head
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: repr(p[:12]))

@@ -349,10 +349,8 @@ def _class_codes_any_order(y: Any, n_rows: int) -> np.ndarray | None:
     tp = type(y)
     try:
         if _module_of(tp).startswith("pandas") and tp.__name__ == "Series":
-            if str(y.dtype) == "category":
-                codes = y.cat.codes.to_numpy()
-            elif y.dtype.kind in "OUS" or str(y.dtype).startswith("string"):
-                codes = _factorized(y.to_numpy())
+            # categorical: its codes; any other dtype (text, Arrow, nullable Int64/boolean) hashed as it is
+            codes = y.cat.codes.to_numpy() if str(y.dtype) == "category" else _factorized(y)
         elif isinstance(y, np.ndarray) and y.dtype.kind in "OUS" and y.ndim == 1:
             codes = _factorized(y)
     except Exception:
@@ -360,10 +358,10 @@ def _class_codes_any_order(y: Any, n_rows: int) -> np.ndarray | None:
     return None if codes is None or codes.shape != (n_rows,) else codes.astype(np.int64, copy=False)
 
 
-def _factorized(values: np.ndarray) -> np.ndarray:
+def _factorized(values: Any) -> np.ndarray:
     import pandas as pd
 
-    return pd.factorize(values, use_na_sentinel=True)[0]
+    return np.asarray(pd.factorize(values, use_na_sentinel=True)[0])
 
 
 def _keep_rare_classes(idx: np.ndarray, n_rows: int, budget: Budget) -> np.ndarray:
