@@ -67,12 +67,11 @@ class Outcome:
 def release_free_memory() -> None:
     """Give memory the checks freed back to the system (glibc ``malloc_trim``, all arenas): the worker
     threads' malloc arenas otherwise keep the pages of the copies and samples they made, and the kernel's
-    resident memory stays up after the user deletes the data (L3). A no-op where there is no glibc."""
-    global _malloc_trim, _last_trim
-    now = time.monotonic()
-    if now - _last_trim < TRIM_INTERVAL:  # it takes every arena's lock in turn: not after every small burst
-        return
-    _last_trim = now
+    resident memory stays up after the user deletes the data (L3). Called each time the runner goes idle:
+    it took 0.2 ms (median; max 2.3 ms) on a 1.6 GB heap of a million objects across 5 arenas, on a
+    worker thread. (Rate-limiting it kept a 763 MB array's check copies, +24 MB, when two cards came within
+    the limit.) A no-op where there is no glibc."""
+    global _malloc_trim
     if _malloc_trim is None:
         try:
             import ctypes
@@ -85,9 +84,6 @@ def release_free_memory() -> None:
 
 
 _malloc_trim: Any = None
-_last_trim = -float("inf")
-#: Seconds between two :func:`release_free_memory` calls at least.
-TRIM_INTERVAL = 10.0
 
 
 def exception_text(exc: BaseException) -> str:
