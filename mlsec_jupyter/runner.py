@@ -274,7 +274,8 @@ class _Job:
     def release_data(self) -> None:
         """Drop this job's references to the user's data (the task, and the progress callback that refers back
         to the job) before anyone learns that it ended: a ``%mlsec wait`` followed by ``del X`` frees ``X`` at
-        once, not when this worker's frame or the garbage collector lets go of the job (R8)."""
+        once, not when this worker's frame or the garbage collector lets go of the job (R8). Only
+        :meth:`Runner._finish` calls it, once per job (under the runner's lock a job is finished once)."""
         self.task = None
         self.budget.on_progress = None
 
@@ -448,7 +449,7 @@ class Runner:
             return None
 
     def _finish(self, job: _Job, outcome: Outcome) -> None:
-        job.card.add(with_target(outcome.findings, job.task.target if job.task is not None else ""))
+        job.card.add(with_target(outcome.findings, job.task.target))  # type: ignore[union-attr] - released below
         job.card.finish_run(job.run, outcome.status, message=outcome.message,
                             seconds=outcome.seconds, sampled=outcome.sampled)
         with self._lock:

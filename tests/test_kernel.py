@@ -111,7 +111,9 @@ def _card(msg: dict) -> dict | None:
 
 
 def test_card_frame_comes_at_once_and_updates_reach_the_originating_cell(kernel):
-    _card_updates_reach_the_originating_cell(kernel)
+    """R6 in ipykernel 7: the card's frame is shown while its cell runs, and its final update is sent under
+    that cell (and a copy under the running one), with no stream or error output in either."""
+    assert_card_updates_reach_the_originating_cell(kernel)
 
 
 def test_with_ipykernel_6_29_updates_reach_the_originating_cell_too(kernel6):
@@ -119,10 +121,10 @@ def test_with_ipykernel_6_29_updates_reach_the_originating_cell_too(kernel6):
     version = kernel6.execute("import ipykernel; print(ipykernel.__version__)")
     out = _wait_for(kernel6, lambda m: m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == version)
     assert out[-1]["content"]["text"].strip() == "6.29.5"
-    _card_updates_reach_the_originating_cell(kernel6)
+    assert_card_updates_reach_the_originating_cell(kernel6)
 
 
-def _card_updates_reach_the_originating_cell(kc) -> None:
+def assert_card_updates_reach_the_originating_cell(kc) -> None:
     _execute(kc, "%load_ext mlsec_jupyter\nfrom sklearn.datasets import load_iris\n" + SLOW_CHECK)
     cell = kc.execute("X, y = load_iris(return_X_y=True)")
     messages = _wait_for(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
