@@ -102,7 +102,9 @@ def _interrupt_until_error(kc, msg_id: str, timeout: float = 60.0) -> list[dict]
                              timeout=5, into=messages)
         except AssertionError:
             if time.monotonic() > end:
-                raise AssertionError(f"the cell was not interrupted within {timeout} s") from None
+                seen = [(m["msg_type"], m["content"].get("text") or m["content"].get("execution_state") or "")
+                        for m in messages if m["parent_header"].get("msg_id") == msg_id]
+                raise AssertionError(f"the cell was not interrupted within {timeout} s; its messages: {seen}") from None
 
 
 def _card(msg: dict) -> dict | None:
